@@ -1,0 +1,23 @@
+"""Collectors: read a network namespace's TCP/UDP sockets, their owners and options, and
+the host facts, into a `sockscope.model.Snapshot`. No UI code here, no framework.
+
+Modules (one job each):
+  netlink.py     a raw NETLINK_SOCK_DIAG socket and the dump loop (multipart, NLMSG_ERROR,
+                 NLM_F_DUMP_INTR retry, ENOBUFS)
+  inet_diag.py   the struct-based decoder of inet_diag_msg and its attributes (pure, bytes in)
+  sockdiag.py    the sock_diag collector: TCP and UDP, IPv4 and IPv6, every state
+  procfs.py      the fallback: /proc/net via psutil, same records, options unknown
+  owners.py      inode -> owners by scanning /proc/*/fd, cached across refreshes
+  options.py     SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY / SO_BINDTODEVICE via pidfd_getfd,
+                 remembered by cookie
+  hostfacts.py   sysctls, interfaces and local addresses of the namespace
+  netns.py       entering a named network namespace for the calling thread
+  snapshotter.py `Collector`: ties the above together; keeps caches for warm refreshes
+
+Public interface used by the CLI, the predictor's tests and the TUI:
+
+    from sockscope.collectors.snapshotter import Collector
+    with Collector(netns="NAME" or None, method="auto"|"sockdiag"|"procfs") as c:
+        snap = c.snapshot()                       # every state
+        snap = c.snapshot(states={"LISTEN", "UNCONN"})  # cheap: listeners only
+"""

@@ -1,0 +1,222 @@
+"""The socket model shared by the collectors, the predictor, the CLI and the TUI.
+
+One `SocketRecord` per kernel socket, held in a `Snapshot` together with the
+host facts the conflict predictor needs. Records are plain slotted dataclasses:
+a host may have 100,000 of them and they are rebuilt every refresh.
+
+Three-valued options: `reuseaddr`, `reuseport` and `v6only` are `True`,
+`False` or `None`; `None` means "could not be read" and must never be
+replaced by a guess (see shared/kernel-bind-rules.md §8).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+Proto = Literal["tcp", "udp"]
+
+# TCP states as the kernel numbers them (include/net/tcp_states.h), named as ss names them.
+TCP_STATES: dict[int, str] = {
+    1: "ESTAB",
+    2: "SYN-SENT",
+    3: "SYN-RECV",
+    4: "FIN-WAIT-1",
+    5: "FIN-WAIT-2",
+    6: "TIME-WAIT",
+    7: "UNCONN",  # TCP_CLOSE: a bound-only socket (BOUND_INACTIVE dump) or a closed one
+    8: "CLOSE-WAIT",
+    9: "LAST-ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "SYN-RECV",  # TCP_NEW_SYN_RECV: a request socket, shown as ss shows it
+    13: "UNCONN",  # TCP_BOUND_INACTIVE
+}
+STATE_NAMES: tuple[str, ...] = (
+    "LISTEN",
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "TIME-WAIT",
+    "CLOSE-WAIT",
+    "LAST-ACK",
+    "CLOSING",
+    "UNCONN",
+)
+# Timer kinds as sock_diag's idiag_timer numbers them, named as ss names them.
+TIMER_KINDS: dict[int, str] = {1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+
+@dataclass(slots=True)
+class Owner:
+    """One (process, fd) that holds a socket."""
+
+    pid: int
+    fd: int
+    process: str
+    user: str | None = None
+    cmdline: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "fd": self.fd, "process": self.process, "user": self.user}
+
+
+@dataclass(slots=True)
+class Timer:
+    kind: str  # "on" (retransmit), "keepalive", "timewait", "persist"
+    expires_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "expires_ms": self.expires_ms}
+
+
+@dataclass(slots=True, eq=False)
+class SocketRecord:
+    """One TCP or UDP socket, with the fields of the `sockscope list --json` contract.
+
+    `ifindex` is the bound device index as the kernel reports it (0 = none);
+    `device` is its name, or None when unbound. `order` is the position in the
+    kernel dump, which for UDP follows the port's hash-chain order.
+    """
+
+    proto: Proto
+    family: int  # 4 or 6
+    state: str
+    local_addr: str
+    local_port: int
+    peer_addr: str
+    peer_port: int
+    uid: int
+    inode: int
+    cookie: int
+    ifindex: int = 0
+    device: str | None = None
+    v6only: bool | None = None
+    reuseaddr: bool | None = None
+    reuseport: bool | None = None
+    owners: list[Owner] = field(default_factory=list)
+    recv_q: int = 0
+    send_q: int = 0
+    timer: Timer | None = None
+    order: int = 0
+    # Where each option came from: "read" (getsockopt), "remembered" (seen by cookie earlier),
+    # "diag" (sock_diag attribute), "inferred". Absent key = unknown.
+    option_source: dict[str, str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return min((o.pid for o in self.owners), default=None)
+
+    @property
+    def process(self) -> str | None:
+        pid = self.pid
+        if pid is None:
+            return None
+        for o in self.owners:
+            if o.pid == pid:
+                return o.process
+        return None
+
+    @property
+    def key(self) -> tuple[str, int, str, int, str, int]:
+        """Identity across refreshes: the kernel's 4-tuple plus protocol and family."""
+        return (self.proto, self.family, self.local_addr, self.local_port, self.peer_addr, self.peer_port)
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        """A stable id across refreshes: the cookie, which the kernel never reuses while alive."""
+        return (self.proto, self.cookie)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proto": self.proto,
+            "family": self.family,
+            "state": self.state,
+            "local_addr": self.local_addr,
+            "local_port": self.local_port,
+            "peer_addr": self.peer_addr,
+            "peer_port": self.peer_port,
+            "uid": self.uid,
+            "inode": self.inode,
+            "cookie": self.cookie,
+            "device": self.device,
+            "v6only": self.v6only if self.family == 6 else None,
+            "reuseaddr": self.reuseaddr,
+            "reuseport": self.reuseport,
+            "pid": self.pid,
+            "process": self.process,
+            "owners": [o.to_json() for o in self.owners],
+            "recv_q": self.recv_q,
+            "send_q": self.send_q,
+            "timer": self.timer.to_json() if self.timer else None,
+        }
+
+
+@dataclass(slots=True)
+class HostFacts:
+    """The per-namespace settings that decide bind() outcomes besides other sockets."""
+
+    ip_local_port_range: tuple[int, int] = (32768, 60999)
+    ip_local_reserved_ports: frozenset[int] = frozenset()
+    ip_unprivileged_port_start: int = 1024
+    ip_nonlocal_bind: bool = False
+    ipv6_nonlocal_bind: bool = False
+    bindv6only: bool = False
+    tcp_tw_reuse: int = 2
+    ip_autobind_reuse: bool = False
+    interfaces: dict[int, str] = field(default_factory=dict)  # ifindex -> name
+    # interface name -> local addresses on it (as ipaddress prints them, no prefix length)
+    addresses: dict[str, list[str]] = field(default_factory=dict)
+
+    def ifname(self, ifindex: int) -> str | None:
+        if not ifindex:
+            return None
+        return self.interfaces.get(ifindex, f"if{ifindex}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ip_local_port_range": list(self.ip_local_port_range),
+            "ip_local_reserved_ports": sorted(self.ip_local_reserved_ports),
+            "ip_unprivileged_port_start": self.ip_unprivileged_port_start,
+            "ip_nonlocal_bind": self.ip_nonlocal_bind,
+            "ipv6_nonlocal_bind": self.ipv6_nonlocal_bind,
+            "bindv6only": self.bindv6only,
+            "tcp_tw_reuse": self.tcp_tw_reuse,
+            "ip_autobind_reuse": self.ip_autobind_reuse,
+            "interfaces": {str(k): v for k, v in self.interfaces.items()},
+            "addresses": self.addresses,
+        }
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Every TCP/UDP socket of one network namespace at one moment, with its host facts."""
+
+    sockets: list[SocketRecord]
+    taken_at: float = field(default_factory=time.time)
+    netns: str | None = None  # the namespace's name, or None for the caller's own
+    facts: HostFacts = field(default_factory=HostFacts)
+    collector: str = "sockdiag"  # "sockdiag" or "procfs"
+    # Why some options are unknown (e.g. "not root: cannot read SO_REUSEADDR ..."); None if all readable.
+    limitation: str | None = None
+    _by_port: dict[tuple[str, int], list[SocketRecord]] | None = field(default=None, repr=False)
+
+    def on_port(self, proto: str, port: int) -> list[SocketRecord]:
+        """Sockets of `proto` whose local port is `port`, in dump order."""
+        if self._by_port is None:
+            index: dict[tuple[str, int], list[SocketRecord]] = {}
+            for rec in self.sockets:
+                index.setdefault((rec.proto, rec.local_port), []).append(rec)
+            self._by_port = index
+        return self._by_port.get((proto, port), [])
+
+    def select(self, proto: str | None = None, states: Iterable[str] | None = None) -> list[SocketRecord]:
+        wanted = set(states) if states is not None else None
+        return [
+            r
+            for r in self.sockets
+            if (proto is None or r.proto == proto) and (wanted is None or r.state in wanted)
+        ]
