@@ -1,0 +1,210 @@
+"""Struct-based decoder of sock_diag's inet_diag_msg replies (include/uapi/linux/inet_diag.h).
+
+One pass over each receive buffer, straight into SocketRecords: no per-attribute
+objects. Pure: bytes in, records out; the kernel-facing loop is in netlink.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+import sys
+from collections.abc import Callable
+
+from sockscope.model import TCP_STATES, TIMER_KINDS, SocketRecord, Timer
+
+from .netlink import (
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    SOCK_DIAG_BY_FAMILY,
+    DumpState,
+    NetlinkError,
+)
+
+# struct inet_diag_msg: family, state, timer, retrans, inet_diag_sockid (sport, dport big
+# endian; src[4], dst[4]; if; cookie[2]), expires, rqueue, wqueue, uid, inode.
+INET_DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+RTATTR = struct.Struct("=HH")
+# struct inet_diag_req_v2: family, protocol, ext, pad, states, then an all-zero sockid.
+INET_DIAG_REQ_V2 = struct.Struct("=BBBBI48x")
+
+INET_DIAG_SHUTDOWN = 8
+INET_DIAG_SKV6ONLY = 11
+INET_DIAG_SOCKOPT = 22
+
+AF_INET = socket.AF_INET
+AF_INET6 = socket.AF_INET6
+IPPROTO_TCP = socket.IPPROTO_TCP
+IPPROTO_UDP = socket.IPPROTO_UDP
+
+# Ports arrive in network byte order inside a native-order struct: swap by table lookup.
+if sys.byteorder == "little":
+    _PORT = [((p & 0xFF) << 8) | (p >> 8) for p in range(65536)]
+else:
+    _PORT = list(range(65536))
+
+# ss state name -> kernel state numbers to request (TCP). UNCONN covers TCP_CLOSE and
+# TCP_BOUND_INACTIVE (13, dumped by kernels >= 6.8 and reported as TCP_CLOSE).
+STATE_BITS: dict[str, tuple[int, ...]] = {
+    "ESTAB": (1,),
+    "SYN-SENT": (2,),
+    "SYN-RECV": (3, 12),
+    "FIN-WAIT-1": (4,),
+    "FIN-WAIT-2": (5,),
+    "TIME-WAIT": (6,),
+    "UNCONN": (7, 13),
+    "CLOSE-WAIT": (8,),
+    "LAST-ACK": (9,),
+    "LISTEN": (10,),
+    "CLOSING": (11,),
+}
+ALL_STATES_MASK = 0
+for _bits in STATE_BITS.values():
+    for _b in _bits:
+        ALL_STATES_MASK |= 1 << _b
+
+
+def states_mask(states: set[str] | frozenset[str] | None, bound_inactive: bool = True) -> int:
+    """The idiag_states bitmask for a set of ss state names (None = all)."""
+    if states is None:
+        mask = ALL_STATES_MASK
+    else:
+        mask = 0
+        for name in states:
+            for b in STATE_BITS[name]:
+                mask |= 1 << b
+    if not bound_inactive:
+        mask &= ~(1 << 13)
+    return mask
+
+
+def build_request(family: int, protocol: int, states: int, seq: int, ext: int = 0) -> bytes:
+    payload = INET_DIAG_REQ_V2.pack(family, protocol, ext, 0, states)
+    header = NLMSGHDR.pack(NLMSGHDR.size + len(payload), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return header + payload
+
+
+def format_ipv6(raw: bytes) -> str:
+    """An IPv6 address as Python's ipaddress prints it, but v4-mapped kept as ::ffff:a.b.c.d."""
+    text = socket.inet_ntop(AF_INET6, raw)
+    if "." in text and not text.startswith("::ffff:"):
+        # glibc prints IPv4-compatible addresses (::/96) dotted; ipaddress does not.
+        text = str(ipaddress.IPv6Address(raw))
+    return text
+
+
+class Decoder:
+    """Decodes the replies of one dump (one protocol, one family) into `out`.
+
+    Keeps caches that may outlive a dump (address strings); create one per Collector
+    and call `consumer()` for each dump.
+    """
+
+    def __init__(self) -> None:
+        self.addr4: dict[bytes, str] = {}
+        self.addr6: dict[bytes, str] = {}
+        self.ifnames: dict[int, str] = {}
+        self.errors: list[str] = []
+
+    def consumer(self, proto: str, out: list[SocketRecord]) -> Callable[[bytes, DumpState], None]:
+        msg_unpack = INET_DIAG_MSG.unpack_from
+        hdr_unpack = NLMSGHDR.unpack_from
+        attr_unpack = RTATTR.unpack_from
+        msg_size = INET_DIAG_MSG.size
+        hdr_size = NLMSGHDR.size
+        addr4 = self.addr4
+        addr6 = self.addr6
+        ifnames = self.ifnames
+        states = TCP_STATES
+        timers = TIMER_KINDS
+        port = _PORT
+        rec_new = SocketRecord
+        append = out.append
+        is_udp = proto == "udp"
+
+        def consume(data: bytes, st: DumpState) -> None:
+            end = len(data)
+            off = 0
+            order = len(out)
+            while off < end:
+                if end - off < hdr_size:
+                    raise ValueError(f"truncated netlink header: {end - off} bytes at offset {off}")
+                length, mtype, flags, _seq, _pid = hdr_unpack(data, off)
+                if length < hdr_size or off + length > end:
+                    raise ValueError(f"bad netlink message length {length} at offset {off} (buffer {end})")
+                if flags & NLM_F_DUMP_INTR:
+                    st.interrupted = True
+                if mtype == SOCK_DIAG_BY_FAMILY:
+                    body = off + hdr_size
+                    if length - hdr_size < msg_size:
+                        raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
+                    (fam, kstate, ktimer, _retrans, sport, dport, src, dst, ifindex, c0, c1,
+                     expires, rq, wq, uid, inode) = msg_unpack(data, body)
+                    v6only = None
+                    if fam == AF_INET:
+                        s4 = src[:4]
+                        local = addr4.get(s4)
+                        if local is None:
+                            local = addr4[s4] = socket.inet_ntop(AF_INET, s4)
+                        d4 = dst[:4]
+                        peer = addr4.get(d4)
+                        if peer is None:
+                            peer = addr4[d4] = socket.inet_ntop(AF_INET, d4)
+                        family = 4
+                    elif fam == AF_INET6:
+                        local = addr6.get(src)
+                        if local is None:
+                            local = addr6[src] = format_ipv6(src)
+                        peer = addr6.get(dst)
+                        if peer is None:
+                            peer = addr6[dst] = format_ipv6(dst)
+                        family = 6
+                        # Attributes: only V6ONLY is needed, and only IPv6 carries it.
+                        a = body + msg_size
+                        mend = off + length
+                        while a + 4 <= mend:
+                            alen, atype = attr_unpack(data, a)
+                            if alen < 4 or a + alen > mend:
+                                raise ValueError(f"bad attribute length {alen} at offset {a}")
+                            if atype == INET_DIAG_SKV6ONLY:
+                                if alen < 5:
+                                    raise ValueError("truncated INET_DIAG_SKV6ONLY attribute")
+                                v6only = data[a + 4] != 0
+                            a += (alen + 3) & ~3
+                    else:
+                        off += (length + 3) & ~3
+                        continue
+                    state = states.get(kstate)
+                    if state is None:
+                        state = f"UNKNOWN-{kstate}"
+                    elif is_udp and kstate == 1:
+                        state = "ESTAB"
+                    rec = rec_new(
+                        proto, family, state, local, port[sport], peer, port[dport], uid, inode,
+                        c0 | (c1 << 32), ifindex,
+                        (ifnames.get(ifindex) or f"if{ifindex}") if ifindex else None,
+                        v6only, None, None, [], rq, wq,
+                        Timer(timers.get(ktimer, str(ktimer)), expires) if ktimer else None,
+                        order,
+                        {"v6only": "diag"} if v6only is not None else None,
+                    )
+                    order += 1
+                    append(rec)
+                elif mtype == NLMSG_DONE:
+                    st.done = True
+                    return
+                elif mtype == NLMSG_ERROR:
+                    if length < hdr_size + 4:
+                        raise ValueError("truncated NLMSG_ERROR")
+                    (err,) = struct.unpack_from("=i", data, off + hdr_size)
+                    if err:
+                        raise NetlinkError(-err, f"sock_diag dump failed: {os.strerror(-err)}")
+                off += (length + 3) & ~3
+
+        return consume

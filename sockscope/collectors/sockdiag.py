@@ -1,0 +1,85 @@
+"""The sock_diag collector: every TCP and UDP socket of one namespace, IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterable
+
+from sockscope.model import SocketRecord
+
+from .inet_diag import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Decoder, build_request, states_mask
+from .netlink import NetlinkError, open_sock_diag, run_dump
+
+PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+
+
+def kernel_has_bound_inactive() -> bool:
+    """TCP bound-only sockets are dumped (state bit 13) from Linux 6.8 on."""
+    release = os.uname().release
+    try:
+        major, minor = (int(x) for x in release.split(".", 2)[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (6, 8)
+
+
+class SockDiag:
+    """Dumps one namespace's sockets. Create it inside the namespace (the netlink socket
+    stays bound to the namespace it was made in); reuse it for warm refreshes."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = open_sock_diag()
+        self._seq = itertools.count(1)
+        self.decoder = Decoder()
+        self.bound_inactive = kernel_has_bound_inactive()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _get(self) -> socket.socket:
+        if self._sock is None:
+            raise ValueError("sock_diag collector is closed")
+        return self._sock
+
+    def _reset(self) -> socket.socket:
+        # Only called for ENOBUFS: the old socket may hold the rest of a broken reply.
+        # The new socket must be made in the same namespace; the caller's thread may have
+        # left it, so this is only safe because the Collector re-enters before dumping.
+        self.close()
+        self._sock = open_sock_diag()
+        return self._sock
+
+    def collect(self, protos: Iterable[str] = ("tcp", "udp"), states: set[str] | None = None) -> list[SocketRecord]:
+        out: list[SocketRecord] = []
+        for proto in protos:
+            protocol = PROTOCOLS[proto]
+            mask = states_mask(states, bound_inactive=self.bound_inactive and proto == "tcp")
+            if proto == "udp":
+                # UDP sockets are only ever TCP_CLOSE (unconnected) or TCP_ESTABLISHED.
+                mask &= (1 << 7) | (1 << 1)
+            if not mask:
+                continue
+            for family in (AF_INET, AF_INET6):
+                self._dump_one(proto, protocol, family, mask, out)
+        return out
+
+    def _dump_one(self, proto: str, protocol: int, family: int, mask: int, out: list[SocketRecord]) -> None:
+        start = len(out)
+
+        def begin():
+            del out[start:]  # a retried dump starts from scratch
+            return self.decoder.consumer(proto, out)
+
+        request = build_request(family, protocol, mask, next(self._seq))
+        try:
+            run_dump(self._get, self._reset, request, begin)
+        except NetlinkError as exc:
+            # A kernel without IPv6 or without udp_diag answers ENOENT for that family or
+            # protocol: there is simply nothing of that kind to list.
+            if exc.errno in (2, 97):  # ENOENT, EAFNOSUPPORT
+                return
+            raise
