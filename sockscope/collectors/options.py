@@ -1,0 +1,168 @@
+"""SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, SO_BINDTODEVICE read from the sockets themselves.
+
+No sock_diag attribute carries the reuse flags, so each socket is duplicated into this
+process with pidfd_open + pidfd_getfd (Linux 5.6+, needs ptrace rights over the owner),
+read with getsockopt, and the duplicate closed at once: while it is open the socket
+stays alive and keeps its port, even if its owner closes it.
+
+Flags are remembered by (proto, cookie): the kernel keeps a socket's cookie when it
+enters TIME_WAIT, where there is no fd left to read. What cannot be read stays None.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+from collections.abc import Sequence
+
+from sockscope.model import SocketRecord
+
+SYS_PIDFD_OPEN = 434
+SYS_PIDFD_GETFD = 438
+SOL_SOCKET = socket.SOL_SOCKET
+SO_REUSEADDR = socket.SO_REUSEADDR
+SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_COOKIE = 57
+IPPROTO_IPV6 = socket.IPPROTO_IPV6
+IPV6_V6ONLY = socket.IPV6_V6ONLY
+
+# States whose options are re-read on every refresh: the ones a new bind() meets first
+# and whose owners may still setsockopt(). Connected sockets keep what was read once:
+# re-reading 100,000 established sockets every second would cost more than the dump.
+REREAD_STATES = frozenset({"LISTEN", "UNCONN"})
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def pidfd_open(pid: int) -> int:
+    fd = _syscall(SYS_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    dup = _syscall(SYS_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0))
+    if dup < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return dup
+
+
+Flags = tuple[bool, bool, bool | None, str | None]  # reuseaddr, reuseport, v6only, device
+
+
+def read_socket_options(fd: int, family: int) -> tuple[int, Flags]:
+    """(cookie, flags) of the socket behind `fd` (a descriptor of our own)."""
+    s = socket.socket(fileno=fd)
+    try:
+        cookie = int.from_bytes(s.getsockopt(SOL_SOCKET, SO_COOKIE, 8), "little")
+        ra = s.getsockopt(SOL_SOCKET, SO_REUSEADDR) != 0
+        rp = s.getsockopt(SOL_SOCKET, SO_REUSEPORT) != 0
+        v6 = s.getsockopt(IPPROTO_IPV6, IPV6_V6ONLY) != 0 if family == 6 else None
+        dev = s.getsockopt(SOL_SOCKET, SO_BINDTODEVICE, 16).rstrip(b"\0").decode(errors="replace") or None
+    finally:
+        s.detach()
+    return cookie, (ra, rp, v6, dev)
+
+
+class OptionReader:
+    def __init__(self) -> None:
+        self._memory: dict[tuple[str, int], Flags] = {}
+        self.read_count = 0  # sockets read by getsockopt in the last apply()
+        self.denied = 0
+
+    def apply(self, records: Sequence[SocketRecord]) -> str | None:
+        """Fill the options of `records` in place; return one line on what could not be read."""
+        memory = self._memory
+        new_memory: dict[tuple[str, int], Flags] = {}
+        pidfds: dict[int, int | None] = {}
+        denied_pids: set[int] = set()
+        read = 0
+        unsupported: str | None = None
+        try:
+            for rec in records:
+                key = (rec.proto, rec.cookie)
+                flags = memory.get(key)
+                fresh = False
+                if rec.owners and (flags is None or rec.state in REREAD_STATES) and unsupported is None:
+                    got = self._read_one(rec, pidfds, denied_pids)
+                    if isinstance(got, str):
+                        unsupported = got
+                    elif got is not None:
+                        flags = got
+                        fresh = True
+                        read += 1
+                if flags is None:
+                    continue
+                new_memory[key] = flags
+                ra, rp, v6, dev = flags
+                rec.reuseaddr = ra
+                rec.reuseport = rp
+                source = "read" if fresh else "remembered"
+                src = rec.option_source
+                if src is None:
+                    src = rec.option_source = {}
+                src["reuseaddr"] = source
+                src["reuseport"] = source
+                if rec.family == 6 and v6 is not None and rec.v6only is None:
+                    rec.v6only = v6
+                    src["v6only"] = source
+                if rec.device is None and dev is not None:
+                    rec.device = dev
+        finally:
+            for pfd in pidfds.values():
+                if pfd is not None:
+                    os.close(pfd)
+        self._memory = new_memory  # forget sockets that are gone: bounded memory
+        self.read_count = read
+        self.denied = len(denied_pids)
+        if unsupported:
+            return unsupported
+        if denied_pids:
+            who = "not root" if os.geteuid() != 0 else "not permitted (ptrace restrictions)"
+            return (
+                f"{who}: SO_REUSEADDR/SO_REUSEPORT of sockets owned by {len(denied_pids)} "
+                "processes are unknown (reading them needs pidfd_getfd, i.e. ptrace rights over the owner)"
+            )
+        return None
+
+    def _read_one(self, rec: SocketRecord, pidfds: dict[int, int | None], denied: set[int]) -> Flags | str | None:
+        for owner in rec.owners:
+            pid = owner.pid
+            if pid in pidfds:
+                pfd = pidfds[pid]
+            else:
+                try:
+                    pfd = pidfd_open(pid)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSYS:
+                        return "this kernel has no pidfd_open (Linux < 5.3): reuse options are unknown"
+                    pfd = None  # exited meanwhile
+                pidfds[pid] = pfd
+            if pfd is None:
+                continue
+            try:
+                dup = pidfd_getfd(pfd, owner.fd)
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.EACCES):
+                    denied.add(pid)
+                elif exc.errno == errno.ENOSYS:
+                    return "this kernel has no pidfd_getfd (Linux < 5.6): reuse options are unknown"
+                continue  # EBADF: the fd was closed meanwhile
+            try:
+                cookie, flags = read_socket_options(dup, rec.family)
+            except OSError:
+                continue  # not a socket any more (fd number reused)
+            finally:
+                os.close(dup)
+            if cookie == rec.cookie or rec.cookie == 0:
+                return flags
+            # The fd now holds another socket: its flags are not this record's.
+        return None

@@ -1,0 +1,141 @@
+"""`Collector`: one namespace's sockets, owners, options and host facts as a Snapshot.
+
+Keeps what makes a warm refresh cheap: the sock_diag socket (bound to its namespace
+for life), the decoder's address cache, the owner cache, the option memory, and the
+host facts (re-read every FACTS_TTL seconds: interfaces and sysctls change rarely).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Literal
+
+from sockscope.model import HostFacts, Snapshot, SocketRecord
+
+from . import netns as netns_mod
+from .hostfacts import read_host_facts
+from .owners import OwnerIndex
+from .options import OptionReader
+from .procfs import collect_procfs
+from .sockdiag import SockDiag
+
+Method = Literal["auto", "sockdiag", "procfs"]
+FACTS_TTL = 5.0
+
+
+class CollectorError(Exception):
+    """The namespace or the socket tables cannot be read at all (one clear sentence)."""
+
+
+class Collector:
+    def __init__(
+        self,
+        netns: str | None = None,
+        method: Method = "auto",
+        read_options: bool = True,
+        resolve_owners: bool = True,
+    ) -> None:
+        if method not in ("auto", "sockdiag", "procfs"):
+            raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
+        self.netns = netns
+        self.method = method
+        self.read_options = read_options
+        self.resolve_owners = resolve_owners
+        self._sockdiag: SockDiag | None = None
+        self._owners = OwnerIndex() if resolve_owners else None
+        self._options = OptionReader() if read_options else None
+        self._facts: HostFacts | None = None
+        self._facts_at = 0.0
+        self.fallback_reason: str | None = None
+        try:
+            with netns_mod.entered(netns):
+                if method in ("auto", "sockdiag"):
+                    try:
+                        self._sockdiag = SockDiag()
+                    except OSError as exc:
+                        if method == "sockdiag":
+                            raise CollectorError(f"sock_diag is not available: {exc.strerror or exc}") from None
+                        self.fallback_reason = f"sock_diag unavailable ({exc.strerror or exc}); reading /proc/net"
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, CollectorError):
+                raise
+            raise CollectorError(str(exc.args[-1]) if isinstance(exc, OSError) and exc.args else str(exc)) from None
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sockdiag is not None:
+            self._sockdiag.close()
+            self._sockdiag = None
+
+    @property
+    def kind(self) -> str:
+        return "sockdiag" if self._sockdiag is not None else "procfs"
+
+    def _host_facts(self, now: float) -> HostFacts:
+        if self._facts is None or now - self._facts_at > FACTS_TTL:
+            self._facts = read_host_facts()
+            self._facts_at = now
+        return self._facts
+
+    def snapshot(self, states: set[str] | frozenset[str] | None = None, protos: Iterable[str] = ("tcp", "udp")) -> Snapshot:
+        protos = tuple(protos)
+        now = time.time()
+        try:
+            with netns_mod.entered(self.netns):
+                facts = self._host_facts(time.monotonic())
+                records = self._collect(protos, states, facts)
+        except FileNotFoundError as exc:
+            raise CollectorError(exc.strerror or str(exc)) from None
+        limitation = self._enrich(records, facts)
+        if self.fallback_reason:
+            limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
+        return Snapshot(
+            sockets=records,
+            taken_at=now,
+            netns=self.netns,
+            facts=facts,
+            collector=self.kind,
+            limitation=limitation,
+        )
+
+    def _collect(self, protos: tuple[str, ...], states, facts: HostFacts) -> list[SocketRecord]:
+        if self._sockdiag is not None:
+            self._sockdiag.decoder.ifnames = facts.interfaces
+            try:
+                return self._sockdiag.collect(protos, states)
+            except PermissionError as exc:
+                if self.method == "sockdiag":
+                    raise CollectorError(f"sock_diag dump refused: {exc.strerror or exc}") from None
+                self.fallback_reason = f"sock_diag refused ({exc.strerror or exc}); reading /proc/net"
+                self.close()
+        records = collect_procfs(facts)
+        wanted_protos = set(protos)
+        return [
+            r for r in records if r.proto in wanted_protos and (states is None or r.state in states)
+        ]
+
+    def _enrich(self, records: list[SocketRecord], facts: HostFacts) -> str | None:
+        notes: list[str] = []
+        if self._owners is not None:
+            owners = self._owners.lookup({r.inode for r in records if r.inode})
+            for r in records:
+                if r.inode:
+                    found = owners.get(r.inode)
+                    if found:
+                        r.owners = found
+            if os.geteuid() != 0 and self._owners.limitation:
+                notes.append(self._owners.limitation)
+        if self._options is not None and self.kind == "sockdiag":
+            note = self._options.apply(records)
+            if note:
+                notes.append(note)
+        elif self.kind == "procfs":
+            notes.append("reading /proc/net: socket cookies, devices and reuse options are unknown")
+        return "; ".join(notes) if notes else None
