@@ -13,3 +13,15 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="how to read socket tables: netlink sock_diag (default when available) or /proc/net via psutil",
     )
+
+
+def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp")):
+    """One snapshot for a one-shot command; collector failures become usage errors."""
+    from sockscope.cli import UsageError
+    from sockscope.collectors.snapshotter import Collector, CollectorError
+
+    try:
+        with Collector(netns=args.netns, method=args.collector) as collector:
+            return collector.snapshot(states=states, protos=protos)
+    except CollectorError as exc:
+        raise UsageError(str(exc)) from None

@@ -62,8 +62,11 @@ class Netns:
         return run(*args, netns=self.name, check=check)
 
     def add_dummy(self, name: str, *addrs: str) -> int:
-        """Add a dummy interface with addresses (CIDR); returns its ifindex."""
-        self.ip("link", "add", name, "type", "dummy")
+        """Add an interface with addresses (CIDR) that only this namespace can reach;
+        returns its ifindex. This kernel has no dummy driver, so it is one end of a veth
+        pair whose other end (NAME + "p") stays in the namespace too."""
+        self.ip("link", "add", name, "type", "veth", "peer", "name", name + "p")
+        self.ip("link", "set", name + "p", "up")
         for addr in addrs:
             extra = ["nodad"] if ":" in addr else []
             self.ip("addr", "add", addr, "dev", name, *extra)
