@@ -132,6 +132,9 @@ class _Server:
                 os._exit(0)
         return pid
 
+    def cmd_cookie(self, sid: int) -> int:
+        return int.from_bytes(self.socks[sid].getsockopt(socket.SOL_SOCKET, 57, 8), "little")  # SO_COOKIE
+
     def cmd_ping(self) -> int:
         return os.getpid()
 
@@ -252,11 +255,17 @@ class Holder:
     def close(self, sid: int) -> None:
         self.call("close", sid)
 
+    def shutdown(self, sid: int) -> None:
+        self.call("shutdown", sid)
+
     def inode(self, sid: int) -> int:
         return self.call("inode", sid)
 
     def fileno(self, sid: int) -> int:
         return self.call("fileno", sid)
+
+    def cookie(self, sid: int) -> int:
+        return self.call("cookie", sid)
 
     def stop(self) -> None:
         if self.pid:

@@ -1,0 +1,163 @@
+"""Decoder edge cases from hand-built netlink bytes (no kernel needed)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+import pytest
+
+from sockscope.collectors.inet_diag import INET_DIAG_MSG, Decoder, format_ipv6
+from sockscope.collectors.netlink import (
+    NLM_F_DUMP_INTR,
+    NLM_F_MULTI,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    SOCK_DIAG_BY_FAMILY,
+    DumpInterrupted,
+    DumpState,
+    NetlinkError,
+    dump,
+)
+
+
+def diag_msg(family=socket.AF_INET, state=10, src="127.0.0.1", dst="0.0.0.0", sport=8080, dport=0,
+             ifindex=0, cookie=0x1_0000_0002, timer=0, expires=0, rq=0, wq=128, uid=1001, inode=4242) -> bytes:
+    size = 4 if family == socket.AF_INET else 16
+    s = socket.inet_pton(family, src).ljust(16, b"\0")[:16] if size == 16 else socket.inet_pton(family, src) + bytes(12)
+    d = socket.inet_pton(family, dst).ljust(16, b"\0")[:16] if size == 16 else socket.inet_pton(family, dst) + bytes(12)
+    return INET_DIAG_MSG.pack(family, state, timer, 0, socket.htons(sport), socket.htons(dport), s, d, ifindex,
+                              cookie & 0xFFFFFFFF, cookie >> 32, expires, rq, wq, uid, inode)
+
+
+def attr(atype: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), atype) + payload
+    return raw + bytes((-len(raw)) % 4)
+
+
+def nlmsg(mtype: int, payload: bytes, flags: int = NLM_F_MULTI, seq: int = 1) -> bytes:
+    raw = NLMSGHDR.pack(NLMSGHDR.size + len(payload), mtype, flags, seq, 0) + payload
+    return raw + bytes((-len(raw)) % 4)
+
+
+def done() -> bytes:
+    return nlmsg(NLMSG_DONE, struct.pack("=i", 0))
+
+
+def decode(*buffers: bytes, proto: str = "tcp"):
+    out = []
+    consume = Decoder().consumer(proto, out)
+    st = DumpState()
+    for b in buffers:
+        consume(b, st)
+    return out, st
+
+
+def test_decodes_ipv4_listener_fields():
+    out, st = decode(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg()) + done())
+    assert st.done and len(out) == 1
+    r = out[0]
+    assert (r.proto, r.family, r.state, r.local_addr, r.local_port, r.peer_addr, r.peer_port) == (
+        "tcp", 4, "LISTEN", "127.0.0.1", 8080, "0.0.0.0", 0)
+    assert (r.uid, r.inode, r.cookie, r.recv_q, r.send_q, r.timer) == (1001, 4242, 0x1_0000_0002, 0, 128, None)
+
+
+def test_ipv6_attributes_unknown_ones_skipped_v6only_read():
+    body = diag_msg(family=socket.AF_INET6, src="::", dst="::") + attr(99, b"xyzzy") + attr(8, b"\0") + attr(11, b"\1")
+    out, _ = decode(nlmsg(SOCK_DIAG_BY_FAMILY, body) + done())
+    assert out[0].v6only is True and out[0].local_addr == "::"
+    assert out[0].option_source == {"v6only": "diag"}
+
+
+def test_v4_mapped_and_ipv4_compatible_addresses_print_as_the_contract_says():
+    assert format_ipv6(socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")) == "::ffff:127.0.0.1"
+    assert format_ipv6(socket.inet_pton(socket.AF_INET6, "::1.2.3.4")) == "::102:304"
+    assert format_ipv6(socket.inet_pton(socket.AF_INET6, "fd00:0:0:1::1")) == "fd00:0:0:1::1"
+
+
+def test_time_wait_timer_and_udp_connected_state():
+    out, _ = decode(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(state=6, timer=3, expires=41_000, inode=0)) + done())
+    assert out[0].state == "TIME-WAIT" and out[0].timer.kind == "timewait" and out[0].timer.expires_ms == 41_000
+    out, _ = decode(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(state=1)) + done(), proto="udp")
+    assert out[0].state == "ESTAB" and out[0].proto == "udp"
+    out, _ = decode(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(state=7)) + done(), proto="udp")
+    assert out[0].state == "UNCONN"
+
+
+def test_multipart_over_several_buffers_keeps_dump_order():
+    first = b"".join(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=p)) for p in (1, 2, 3))
+    second = b"".join(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=p)) for p in (4, 5)) + done()
+    out, st = decode(first, second)
+    assert [r.local_port for r in out] == [1, 2, 3, 4, 5]
+    assert [r.order for r in out] == [0, 1, 2, 3, 4]
+    assert st.done
+
+
+def test_truncated_header_message_and_attribute_raise_clear_errors():
+    good = nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg())
+    with pytest.raises(ValueError, match="truncated netlink header"):
+        decode(good[:10])
+    with pytest.raises(ValueError, match="bad netlink message length"):
+        decode(good[:-8])
+    short = NLMSGHDR.pack(NLMSGHDR.size + 20, SOCK_DIAG_BY_FAMILY, NLM_F_MULTI, 1, 0) + bytes(20)
+    with pytest.raises(ValueError, match="truncated inet_diag_msg"):
+        decode(short)
+    bad_attr = diag_msg(family=socket.AF_INET6, src="::1", dst="::") + struct.pack("=HH", 40, 11) + b"\1\0\0\0"
+    with pytest.raises(ValueError, match="bad attribute length"):
+        decode(nlmsg(SOCK_DIAG_BY_FAMILY, bad_attr))
+
+
+def test_nlmsg_error_raises_with_errno():
+    err = nlmsg(NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + bytes(16))
+    with pytest.raises(NetlinkError) as info:
+        decode(err)
+    assert info.value.errno == errno.EPERM
+
+
+def test_unknown_family_is_skipped_not_misread():
+    body = diag_msg()
+    weird = bytes([99]) + body[1:]
+    out, _ = decode(nlmsg(SOCK_DIAG_BY_FAMILY, weird) + nlmsg(SOCK_DIAG_BY_FAMILY, body) + done())
+    assert len(out) == 1 and out[0].family == 4
+
+
+class FakeSock:
+    """Replays receive buffers: the dump loop's behaviour on DUMP_INTR, without a kernel."""
+
+    def __init__(self, buffers):
+        self.buffers = list(buffers)
+
+    def send(self, data):
+        return len(data)
+
+    def recv(self, size):
+        return self.buffers.pop(0)
+
+
+def test_dump_intr_is_raised_after_reading_the_whole_dump():
+    bufs = [nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(), flags=NLM_F_MULTI | NLM_F_DUMP_INTR), done()]
+    sock = FakeSock(bufs)
+    out = []
+    with pytest.raises(DumpInterrupted):
+        dump(sock, b"req", Decoder().consumer("tcp", out))
+    assert sock.buffers == []  # drained: the socket is clean for the retry
+
+
+def test_run_dump_retries_an_interrupted_dump_from_scratch():
+    from sockscope.collectors.netlink import run_dump
+
+    sock = FakeSock([
+        nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=1), flags=NLM_F_MULTI | NLM_F_DUMP_INTR), done(),
+        nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=2)), done(),
+    ])
+    out = []
+    decoder = Decoder()
+
+    def begin():
+        del out[:]
+        return decoder.consumer("tcp", out)
+
+    run_dump(lambda: sock, lambda: sock, b"req", begin)
+    assert [r.local_port for r in out] == [2]
