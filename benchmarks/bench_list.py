@@ -1,0 +1,115 @@
+"""Collection benchmark at ~100,000 TCP sockets: sockscope against ss and psutil, in one run.
+
+Every command runs in the fixture's namespace through the same wrapper
+(`ip netns exec NAME ...`), alternating round by round so that the machine's noise
+hits all of them alike. Prints medians, minimums, ratios to ss, and peak memory.
+
+    sudo .venv/bin/python benchmarks/bench_list.py [--sockets 100000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from fixture import Fixture  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENV_BIN = os.path.dirname(sys.executable)
+SOCKSCOPE = os.path.join(VENV_BIN, "sockscope")
+
+PSUTIL_SNIPPET = "import psutil; psutil.net_connections(kind='tcp')"
+WARM_SNIPPET = """
+import sys, time, resource
+from sockscope.collectors.snapshotter import Collector
+rounds = int(sys.argv[1])
+with Collector() as c:
+    t = time.perf_counter(); s = c.snapshot(); cold = time.perf_counter() - t
+    warm = []
+    for _ in range(rounds):
+        t = time.perf_counter(); s = c.snapshot(); warm.append(time.perf_counter() - t)
+print(len(s.sockets), cold, *warm, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def run_timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) of the process tree's largest member, stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out, _ = proc.communicate(timeout=600)
+    wall = time.perf_counter() - start
+    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, maxrss, out.decode(errors="replace")
+
+
+def in_ns(ns: str, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *cmd]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sockets", type=int, default=100_000)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    with Fixture(n=args.sockets) as fx:
+        ns = fx.netns_name
+        count = fx.count()
+        print(f"fixture: {count} sockets in {ns}, built in {fx.build_seconds:.1f}s")
+        commands = {
+            "sockscope list --json": in_ns(ns, SOCKSCOPE, "list", "--json"),
+            "ss -tanpe": in_ns(ns, "ss", "-tanpe"),
+            "ss -tan": in_ns(ns, "ss", "-tan"),
+            "psutil.net_connections": in_ns(ns, sys.executable, "-c", PSUTIL_SNIPPET),
+        }
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        sizes: dict[str, int] = {}
+        warm: list[float] = []
+        warm_cold: list[float] = []
+        warm_rss = 0
+        for _ in range(args.rounds):
+            for name, cmd in commands.items():
+                wall, _rss, out = run_timed(cmd)
+                times[name].append(wall)
+                sizes[name] = len(out)
+            _w, _r, out = run_timed(in_ns(ns, sys.executable, "-c", WARM_SNIPPET, "3"))
+            fields = out.split()
+            warm_cold.append(float(fields[1]))
+            warm.extend(float(x) for x in fields[2:-1])
+            warm_rss = max(warm_rss, int(fields[-1]))
+        # Peak memory of one cold `sockscope list --json`, measured alone.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        _w, list_rss, _o = run_timed(commands["sockscope list --json"])
+        ss_tan = statistics.median(times["ss -tan"])
+        ss_tanpe = statistics.median(times["ss -tanpe"])
+        print()
+        print(f"date {time.strftime('%Y-%m-%d')}, kernel {platform.release()}, {os.cpu_count()} cores, "
+              f"{args.rounds} rounds, alternating")
+        print(f"{'what':34} {'median s':>9} {'min s':>8} {'/ss -tanpe':>10} {'/ss -tan':>9}")
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{name:34} {med:9.3f} {min(ts):8.3f} {med / ss_tanpe:10.2f} {med / ss_tan:9.2f}")
+        wmed = statistics.median(warm)
+        print(f"{'warm refresh (in-process)':34} {wmed:9.3f} {min(warm):8.3f} {wmed / ss_tanpe:10.2f} {wmed / ss_tan:9.2f}")
+        cmed = statistics.median(warm_cold)
+        print(f"{'first snapshot (in-process)':34} {cmed:9.3f} {min(warm_cold):8.3f} {cmed / ss_tanpe:10.2f} {cmed / ss_tan:9.2f}")
+        print()
+        print(f"peak RSS: sockscope list --json {list_rss / 1024:.0f} MiB (children max so far; was {before / 1024:.0f}),"
+              f" in-process collector after {1 + 3 * args.rounds // args.rounds} snapshots {warm_rss / 1024:.0f} MiB")
+        print(f"goals: cold list --json <= 0.5 x ss -tanpe: {statistics.median(times['sockscope list --json']) / ss_tanpe:.2f};"
+              f" warm refresh <= 1.5 x ss -tan: {wmed / ss_tan:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
