@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 
 from sockscope.model import STATE_NAMES, Snapshot, SocketRecord
+from sockscope.serialize import records_to_json
 
 from . import UsageError
 from .common import add_collection_arguments, take_snapshot
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
     records = select(snapshot, port, pid)
     if args.json:
-        sys.stdout.write(json.dumps([r.to_json() for r in records], separators=(",", ":")) + "\n")
+        sys.stdout.write(records_to_json(records) + "\n")
     else:
         width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
         sys.stdout.write(render_table(records, width, args.wide))
