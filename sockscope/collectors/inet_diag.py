@@ -102,15 +102,29 @@ def format_ipv6(raw: bytes) -> str:
 class Decoder:
     """Decodes the replies of one dump (one protocol, one family) into `out`.
 
-    Keeps caches that may outlive a dump (address strings); create one per Collector
-    and call `consumer()` for each dump.
+    Keeps caches that outlive a dump: address strings, and the records of the previous
+    refresh keyed by their raw message. A socket the kernel reports byte for byte as
+    before (same state, queues, timer) gets its old record back, with the owners and
+    options already resolved: on a warm refresh most of 100,000 sockets are such. So
+    records must be treated as read-only outside the collectors. Create one Decoder per
+    Collector, call `consumer()` for each dump and `finish()` after each refresh.
     """
 
     def __init__(self) -> None:
         self.addr4: dict[bytes, str] = {}
         self.addr6: dict[bytes, str] = {}
         self.ifnames: dict[int, str] = {}
-        self.errors: list[str] = []
+        self._previous: dict[tuple[str, bytes], SocketRecord] = {}
+        self._current: dict[tuple[str, bytes], SocketRecord] = {}
+
+    def finish(self, complete: bool = True) -> None:
+        """End a refresh: what was seen now is what the next refresh may reuse. After a
+        refresh of only some states, the other states' records stay reusable too."""
+        if complete:
+            self._previous = self._current
+        else:
+            self._previous.update(self._current)
+        self._current = {}
 
     def consumer(self, proto: str, out: list[SocketRecord]) -> Callable[[bytes, DumpState], None]:
         msg_unpack = INET_DIAG_MSG.unpack_from
@@ -127,6 +141,8 @@ class Decoder:
         rec_new = SocketRecord
         append = out.append
         is_udp = proto == "udp"
+        previous = self._previous
+        current = self._current
 
         def consume(data: bytes, st: DumpState) -> None:
             end = len(data)
@@ -144,6 +160,15 @@ class Decoder:
                     body = off + hdr_size
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
+                    key = (proto, data[body : off + length])
+                    rec = previous.get(key)
+                    if rec is not None:
+                        rec.order = order
+                        order += 1
+                        current[key] = rec
+                        append(rec)
+                        off += (length + 3) & ~3
+                        continue
                     (fam, kstate, ktimer, _retrans, sport, dport, src, dst, ifindex, c0, c1,
                      expires, rq, wq, uid, inode) = msg_unpack(data, body)
                     v6only = None
@@ -195,6 +220,7 @@ class Decoder:
                         {"v6only": "diag"} if v6only is not None else None,
                     )
                     order += 1
+                    current[key] = rec
                     append(rec)
                 elif mtype == NLMSG_DONE:
                     st.done = True

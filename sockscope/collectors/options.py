@@ -81,46 +81,35 @@ class OptionReader:
     def apply(self, records: Sequence[SocketRecord]) -> str | None:
         """Fill the options of `records` in place; return one line on what could not be read."""
         memory = self._memory
-        new_memory: dict[tuple[str, int], Flags] = {}
         pidfds: dict[int, int | None] = {}
         denied_pids: set[int] = set()
         read = 0
         unsupported: str | None = None
+        reread = REREAD_STATES
         try:
             for rec in records:
                 key = (rec.proto, rec.cookie)
                 flags = memory.get(key)
-                fresh = False
-                if rec.owners and (flags is None or rec.state in REREAD_STATES) and unsupported is None:
+                if rec.owners and unsupported is None and (flags is None or rec.state in reread):
                     got = self._read_one(rec, pidfds, denied_pids)
                     if isinstance(got, str):
                         unsupported = got
                     elif got is not None:
-                        flags = got
-                        fresh = True
+                        memory[key] = got
+                        self._set(rec, got, "read")
                         read += 1
-                if flags is None:
-                    continue
-                new_memory[key] = flags
-                ra, rp, v6, dev = flags
-                rec.reuseaddr = ra
-                rec.reuseport = rp
-                source = "read" if fresh else "remembered"
-                src = rec.option_source
-                if src is None:
-                    src = rec.option_source = {}
-                src["reuseaddr"] = source
-                src["reuseport"] = source
-                if rec.family == 6 and v6 is not None and rec.v6only is None:
-                    rec.v6only = v6
-                    src["v6only"] = source
-                if rec.device is None and dev is not None:
-                    rec.device = dev
+                        continue
+                if flags is not None and rec.reuseaddr is None:
+                    # A record reused from the last refresh already carries its flags.
+                    self._set(rec, flags, "remembered")
         finally:
             for pfd in pidfds.values():
                 if pfd is not None:
                     os.close(pfd)
-        self._memory = new_memory  # forget sockets that are gone: bounded memory
+        if len(memory) > 2 * len(records) + 1024:
+            # Forget sockets that are gone, so memory stays bounded on a churning host.
+            alive = {(r.proto, r.cookie) for r in records}
+            self._memory = {k: v for k, v in memory.items() if k in alive}
         self.read_count = read
         self.denied = len(denied_pids)
         if unsupported:
@@ -132,6 +121,22 @@ class OptionReader:
                 "processes are unknown (reading them needs pidfd_getfd, i.e. ptrace rights over the owner)"
             )
         return None
+
+    @staticmethod
+    def _set(rec: SocketRecord, flags: Flags, source: str) -> None:
+        ra, rp, v6, dev = flags
+        rec.reuseaddr = ra
+        rec.reuseport = rp
+        src = rec.option_source
+        if src is None:
+            src = rec.option_source = {}
+        src["reuseaddr"] = source
+        src["reuseport"] = source
+        if rec.family == 6 and v6 is not None and src.get("v6only") != "diag":
+            rec.v6only = v6
+            src["v6only"] = source
+        if rec.device is None and dev is not None:
+            rec.device = dev
 
     def _read_one(self, rec: SocketRecord, pidfds: dict[int, int | None], denied: set[int]) -> Flags | str | None:
         for owner in rec.owners:

@@ -124,12 +124,14 @@ class Collector:
     def _enrich(self, records: list[SocketRecord], facts: HostFacts) -> str | None:
         notes: list[str] = []
         if self._owners is not None:
-            owners = self._owners.lookup({r.inode for r in records if r.inode})
+            owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
             for r in records:
                 if r.inode:
                     found = owners.get(r.inode)
-                    if found:
+                    if found is not None:
                         r.owners = found
+                    elif r.owners:
+                        r.owners = []
             if os.geteuid() != 0 and self._owners.limitation:
                 notes.append(self._owners.limitation)
         if self._options is not None and self.kind == "sockdiag":

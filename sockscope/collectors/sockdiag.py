@@ -65,6 +65,7 @@ class SockDiag:
                 continue
             for family in (AF_INET, AF_INET6):
                 self._dump_one(proto, protocol, family, mask, out)
+        self.decoder.finish(complete=states is None)
         return out
 
     def _dump_one(self, proto: str, protocol: int, family: int, mask: int, out: list[SocketRecord]) -> None:
