@@ -30,7 +30,7 @@ STATE_ALIASES: dict[str, frozenset[str]] = {
 OPTIONS_HELP = (
     "The OPT column shows three flags: A = SO_REUSEADDR, P = SO_REUSEPORT, 6 = IPV6_V6ONLY; "
     "'-' = off, '?' = unknown (could not be read), blank = not applicable. A bound device "
-    "shows as %%DEV after the local address, as in ss."
+    "shows as %DEV after the local address, as in ss."
 )
 
 
