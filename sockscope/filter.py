@@ -124,6 +124,15 @@ def _addr_ints(addr: str) -> tuple[int | None, int | None]:
     Cached because the same few addresses (0.0.0.0, ::, local ones) recur across
     thousands of records and ipaddress parsing costs microseconds.
     """
+    # inet_pton first: several times faster than ipaddress, which matters when a dump holds
+    # tens of thousands of distinct addresses and the cache starts cold.
+    try:
+        if ":" in addr:
+            v6 = int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big")
+            return (v6 & 0xFFFFFFFF if v6 >> 32 == 0xFFFF else None, v6)
+        return (int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big"), None)
+    except (OSError, ValueError):
+        pass  # e.g. a scoped "fe80::1%eth0", which ipaddress understands
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -211,6 +220,10 @@ def _text_term(words: list[str]) -> Predicate:
     needles = tuple(w.lower() for w in words)
     if not needles:
         return _accept_all
+    if any("\x00" in w for w in needles):
+        # NUL is the haystack's field separator and occurs in no field: such a needle
+        # could only match by bridging two fields, so it matches nothing.
+        return lambda r: False
 
     def text(r: SocketRecord) -> bool:
         h = _haystack(r)
@@ -345,9 +358,9 @@ def _parse_hostcond(text: str) -> tuple[AddrMatch | None, int | None] | str:
             return "missing ']' in address"
         host, rest = text[1:end], text[end + 1 :]
         if rest.startswith("/"):  # "[fd00::]/8" as well as "[fd00::/8]"
-            prefix, _, after = rest.partition(":")
+            prefix, sep, after = rest.partition(":")
             host += prefix
-            rest = ":" + after if _ else ""
+            rest = ":" + after if sep else ""
         if rest:
             if not rest.startswith(":"):
                 return f"unexpected {rest!r} after ']'"
