@@ -170,6 +170,17 @@ class HostFacts:
     interfaces: dict[int, str] = field(default_factory=dict)  # ifindex -> name
     # interface name -> local addresses on it (as ipaddress prints them, no prefix length)
     addresses: dict[str, list[str]] = field(default_factory=dict)
+    # IPv4 prefixes of the local routing table (types local and broadcast): what bind() accepts
+    local_v4: list[str] = field(default_factory=list)
+    # IPv6 addresses usable by bind(): (address, interface, host/link scoped, tentative)
+    v6_addrs: list[tuple[str, str, bool, bool]] = field(default_factory=list)
+    complete: bool = False  # True once read from the kernel (False: defaults, e.g. in unit tests)
+
+    def ifindex(self, name: str) -> int | None:
+        for index, ifname in self.interfaces.items():
+            if ifname == name:
+                return index
+        return None
 
     def ifname(self, ifindex: int) -> str | None:
         if not ifindex:
@@ -188,6 +199,8 @@ class HostFacts:
             "ip_autobind_reuse": self.ip_autobind_reuse,
             "interfaces": {str(k): v for k, v in self.interfaces.items()},
             "addresses": self.addresses,
+            "local_v4": list(self.local_v4),
+            "v6_addrs": [list(a) for a in self.v6_addrs],
         }
 
 

@@ -24,6 +24,19 @@ RTM_NEWADDR = 20
 IFLA_IFNAME = 3
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_FLAGS = 8
+IFA_F_TENTATIVE = 0x40
+IFA_F_DADFAILED = 0x08
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+RTM_GETROUTE = 26
+RTM_NEWROUTE = 24
+RTA_DST = 1
+RTA_TABLE = 15
+RT_TABLE_LOCAL = 255
+RTN_LOCAL = 2
+RTN_BROADCAST = 3
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTATTR = struct.Struct("=HH")
@@ -89,10 +102,14 @@ def _rtnl_dump(sock: socket.socket, mtype: int, payload: bytes, seq: int) -> lis
             return msgs
 
 
-def read_interfaces() -> tuple[dict[int, str], dict[str, list[str]]]:
-    """ifindex -> name, and name -> local addresses, of the calling thread's namespace."""
+def read_interfaces() -> tuple[dict[int, str], dict[str, list[str]], list[tuple[str, str, bool, bool]], list[str]]:
+    """The calling thread's namespace: ifindex -> name, name -> addresses, IPv6 address
+    details (address, interface, host/link scoped, tentative), and the IPv4 prefixes of the
+    local routing table (what inet_bind() treats as local: RTN_LOCAL and RTN_BROADCAST)."""
     names: dict[int, str] = {}
     addrs: dict[str, list[str]] = {}
+    v6: list[tuple[str, str, bool, bool]] = []
+    local_v4: list[str] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
         sock.bind((0, 0))
         for t, data, start, end in _rtnl_dump(sock, RTM_GETLINK, IFINFOMSG.pack(0, 0, 0, 0, 0), 1):
@@ -105,20 +122,38 @@ def read_interfaces() -> tuple[dict[int, str], dict[str, list[str]]]:
         for t, data, start, end in _rtnl_dump(sock, RTM_GETADDR, IFADDRMSG.pack(0, 0, 0, 0, 0), 2):
             if t != RTM_NEWADDR:
                 continue
-            fam, _plen, _flags, _scope, index = IFADDRMSG.unpack_from(data, start)
+            fam, _plen, flags8, scope, index = IFADDRMSG.unpack_from(data, start)
             attrs = _attrs(data, start + IFADDRMSG.size, end)
             # For IPv4 IFA_LOCAL is the local address (IFA_ADDRESS is the peer on p2p links).
             raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
             if raw is None or fam not in (socket.AF_INET, socket.AF_INET6):
                 continue
             name = names.get(index, f"if{index}")
-            addrs.setdefault(name, []).append(socket.inet_ntop(fam, raw))
-    return names, addrs
+            text = socket.inet_ntop(fam, raw)
+            addrs.setdefault(name, []).append(text)
+            if fam == socket.AF_INET6:
+                flags = struct.unpack("=I", attrs[IFA_FLAGS])[0] if len(attrs.get(IFA_FLAGS, b"")) == 4 else flags8
+                # ipv6_chk_addr() refuses tentative addresses (DAD not finished) and checks the
+                # device only for host- and link-scoped ones.
+                tentative = bool(flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED))
+                v6.append((text, name, scope in (RT_SCOPE_LINK, RT_SCOPE_HOST), tentative))
+        for t, data, start, end in _rtnl_dump(sock, RTM_GETROUTE, RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0), 3):
+            if t != RTM_NEWROUTE:
+                continue
+            fam, dst_len, _src, _tos, table, _proto, _scope, rtype, _flags = RTMSG.unpack_from(data, start)
+            attrs = _attrs(data, start + RTMSG.size, end)
+            if len(attrs.get(RTA_TABLE, b"")) == 4:
+                table = struct.unpack("=I", attrs[RTA_TABLE])[0]
+            if fam != socket.AF_INET or table != RT_TABLE_LOCAL or rtype not in (RTN_LOCAL, RTN_BROADCAST):
+                continue
+            dst = attrs.get(RTA_DST, bytes(4))
+            local_v4.append(f"{socket.inet_ntop(socket.AF_INET, dst)}/{dst_len}")
+    return names, addrs, v6, local_v4
 
 
 def read_host_facts() -> HostFacts:
     ipv4 = f"{SYSCTL}/ipv4"
-    names, addrs = read_interfaces()
+    names, addrs, v6, local_v4 = read_interfaces()
     return HostFacts(
         ip_local_port_range=parse_port_range(_read(f"{ipv4}/ip_local_port_range", "32768 60999")),
         ip_local_reserved_ports=parse_port_list(_read(f"{ipv4}/ip_local_reserved_ports", "")),
@@ -130,4 +165,7 @@ def read_host_facts() -> HostFacts:
         ip_autobind_reuse=_read(f"{ipv4}/ip_autobind_reuse", "0") != "0",
         interfaces=names,
         addresses=addrs,
+        local_v4=local_v4,
+        v6_addrs=v6,
+        complete=True,
     )
