@@ -56,6 +56,8 @@ class OwnerIndex:
         self.unresolved = 0  # wanted inodes without a known owner after the last lookup
         self._fds: dict[int, dict[str, int]] = {}  # pid -> fd name -> socket inode (0: not a socket)
         self._starts: dict[int, int] = {}  # pid -> start time of the process _fds describes
+        # pid -> the Owner records built from its unchanged fd table, reused as they are
+        self._owned: dict[int, list[tuple[int, Owner]]] = {}
         self._by_inode: dict[int, list[Owner]] = {}
         self._scanned = False
         self._full_at = 0.0
@@ -136,6 +138,8 @@ class OwnerIndex:
         denied = 0
         old_fds = self._fds if incremental else {}
         new_fds: dict[int, dict[str, int]] = {}
+        new_owned: dict[int, list[tuple[int, Owner]]] = {}
+        old_owned = self._owned if incremental else {}
         by_inode: dict[int, list[Owner]] = {}
         try:
             pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
@@ -157,24 +161,33 @@ class OwnerIndex:
             before = old_fds.get(pid)
             if before is not None and self._starts.get(pid) != info.start:
                 before = None  # a new process under a reused pid
-            sockets: dict[str, int] = {}
-            for fd in names:
-                inode = before.get(fd, -1) if before is not None else -1
-                if inode == -1:
-                    try:
-                        link = readlink(fddir + fd)
-                    except OSError:
-                        continue  # closed meanwhile
-                    # "socket:[12345]"; other fds are remembered as 0 so they are not re-read
-                    inode = int(link[8:-1]) if link.startswith("socket:[") else 0
-                sockets[fd] = inode
-                if inode:
-                    owners = by_inode.get(inode)
-                    owner = Owner(pid, int(fd), info.name, info.user, info.cmdline)
-                    if owners is None:
-                        by_inode[inode] = [owner]
-                    else:
-                        owners.append(owner)
+            if before is not None and pid in old_owned and len(names) == len(before) and before.keys() >= set(names):
+                # Same fd table as last time (the common case on a busy, steady host):
+                # reuse its Owner records instead of building 100,000 new ones.
+                owned = old_owned[pid]
+                sockets = before
+            else:
+                sockets = {}
+                owned = []
+                for fd in names:
+                    inode = before.get(fd, -1) if before is not None else -1
+                    if inode == -1:
+                        try:
+                            link = readlink(fddir + fd)
+                        except OSError:
+                            continue  # closed meanwhile
+                        # "socket:[12345]"; other fds are remembered as 0 so they are not re-read
+                        inode = int(link[8:-1]) if link.startswith("socket:[") else 0
+                    sockets[fd] = inode
+                    if inode:
+                        owned.append((inode, Owner(pid, int(fd), info.name, info.user, info.cmdline)))
+            for inode, owner in owned:
+                owners = by_inode.get(inode)
+                if owners is None:
+                    by_inode[inode] = [owner]
+                else:
+                    owners.append(owner)
+            new_owned[pid] = owned
             new_fds[pid] = sockets
             self._starts[pid] = info.start
         for owners in by_inode.values():
@@ -184,6 +197,7 @@ class OwnerIndex:
             del self._procs[pid]
             self._starts.pop(pid, None)
         self._fds = new_fds
+        self._owned = new_owned
         self._by_inode = by_inode
         self._scanned = True
         self.denied = denied
