@@ -67,9 +67,9 @@ class _Server:
             s.setblocking(False)
         return self._add(s)
 
-    def cmd_bind(self, sid: int, addr: str, port: int) -> int:
+    def cmd_bind(self, sid: int, addr: str, port: int, scope: int = 0) -> int:
         s = self.socks[sid]
-        s.bind(_sockaddr(4 if s.family == socket.AF_INET else 6, addr, port))
+        s.bind(_sockaddr(4 if s.family == socket.AF_INET else 6, addr, port, scope))
         return s.getsockname()[1]
 
     def cmd_listen(self, sid: int, backlog: int = 128) -> None:
@@ -86,9 +86,9 @@ class _Server:
             s.connect(_sockaddr(fam, addr, port))
         return list(s.getsockname()[:2])
 
-    def cmd_accept(self, sid: int) -> int:
+    def cmd_accept(self, sid: int, timeout: float = 5) -> int:
         s = self.socks[sid]
-        s.settimeout(5)
+        s.settimeout(timeout)
         conn, _ = s.accept()
         conn.settimeout(None)
         return self._add(conn)

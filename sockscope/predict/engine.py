@@ -1,0 +1,325 @@
+"""check(snapshot, candidate): would bind() (and listen()) succeed? A pure function.
+
+Order of checks follows inet_bind()/inet6_bind() (kernel-bind-rules §1): the address
+must be local (EADDRNOTAVAIL), low ports need privilege (EACCES), a v4-mapped address on
+a V6ONLY socket is invalid (EINVAL), then the port check against every socket of the port
+(EADDRINUSE), for TCP by inet_bind_conflict() and for UDP by udp_lib_lport_inuse().
+
+listen() repeats the TCP port check with the socket now listening. For a new socket that
+passed bind() it cannot fail against the same sockets: inet_bind_conflict() looks only at
+the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast path it set
+itself at bind(). What listen() does change is the others' future: a socket that is bound
+with SO_REUSEADDR but not yet listening will then fail its own listen(), which the
+verdict says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from sockscope.model import HostFacts, Snapshot
+
+from .addresses import EndpointError, bind_addr, format_endpoint
+from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
+from .rules import (
+    NOT_IN_BIND_TABLES,
+    Me,
+    Other,
+    fast_reuseport_may_admit,
+    infer_from_listeners,
+    make_other,
+    tcp_blocks,
+    tcp_rule,
+    udp_outcome,
+    udp_rule,
+)
+from .types import Blocker, Candidate, Verdict
+
+ERRNO_TEXT = {
+    "EADDRINUSE": "Address already in use",
+    "EADDRNOTAVAIL": "Cannot assign requested address",
+    "EACCES": "Permission denied",
+    "EINVAL": "Invalid argument",
+}
+
+
+class CandidateError(ValueError):
+    """The candidate cannot be asked about (unknown device, address of the wrong family)."""
+
+
+def normalise(snapshot: Snapshot, cand: Candidate) -> tuple[Me, str | None]:
+    facts = snapshot.facts
+    try:
+        addr = bind_addr(cand.family, cand.addr)
+    except (EndpointError, ValueError) as exc:
+        raise CandidateError(str(exc)) from None
+    ifindex = 0
+    if cand.device:
+        found = facts.ifindex(cand.device)
+        if found is None:
+            known = ", ".join(sorted(facts.interfaces.values())) or "none"
+            raise CandidateError(f"no interface {cand.device!r} in this network namespace (interfaces: {known})")
+        ifindex = found
+    v6only = facts.bindv6only if cand.v6only is None else cand.v6only
+    if cand.family == 4:
+        v6only = False
+    elif addr.kind == "specific":
+        # inet6_bind(): binding a specific non-mapped address makes the socket V6ONLY.
+        v6only = True
+    me = Me(cand.proto, addr, cand.port, cand.reuseaddr, cand.reuseport, v6only, ifindex, cand.uid)
+    # A v4-mapped bind on a V6ONLY socket is EINVAL: remember the user's own setting for it.
+    mapped_on_v6only = cand.family == 6 and addr.kind == "mapped" and (facts.bindv6only if cand.v6only is None else cand.v6only)
+    return me, ("EINVAL" if mapped_on_v6only else None)
+
+
+def _v4_is_local(facts: HostFacts, v4: int) -> bool:
+    ip = ipaddress.IPv4Address(v4)
+    if v4 == 0 or ip.is_multicast or v4 == 0xFFFFFFFF:
+        return True
+    return any(ip in ipaddress.IPv4Network(prefix, strict=False) for prefix in facts.local_v4)
+
+
+def _v6_is_local(facts: HostFacts, text: str, device: str | None) -> bool:
+    for addr, ifname, scoped, tentative in facts.v6_addrs:
+        if addr == text and not tentative and (device is None or ifname == device or not scoped):
+            return True
+    return False
+
+
+def precheck(snapshot: Snapshot, cand: Candidate, me: Me, einval_mapped: str | None) -> tuple[str, str] | None:
+    """The errors bind() returns before it looks at the port: (errno, sentence) or None."""
+    facts = snapshot.facts
+    ip = ipaddress.ip_address(cand.addr)
+    needs_cap = cand.port != 0 and cand.port < facts.ip_unprivileged_port_start and cand.uid != 0
+    eacces = (
+        "EACCES",
+        f"port {cand.port} is below net.ipv4.ip_unprivileged_port_start ({facts.ip_unprivileged_port_start}) "
+        f"and uid {cand.uid} is not root (a process with CAP_NET_BIND_SERVICE could bind it)",
+    )
+    if cand.family == 4:
+        if facts.complete and not facts.ip_nonlocal_bind and not _v4_is_local(facts, me.addr.v4):
+            return "EADDRNOTAVAIL", f"{cand.addr} is not an address of this network namespace (net.ipv4.ip_nonlocal_bind is 0)"
+        if needs_cap:
+            return eacces
+        return None
+    if ip.is_multicast and cand.proto == "tcp":
+        return "EINVAL", "a TCP socket cannot bind a multicast address"
+    if needs_cap:
+        return eacces
+    if me.addr.kind == "mapped":
+        if einval_mapped:
+            return "EINVAL", f"{cand.addr} is a v4-mapped address and the socket is IPV6_V6ONLY"
+        if facts.complete and not facts.ip_nonlocal_bind and not _v4_is_local(facts, me.addr.v4):
+            return "EADDRNOTAVAIL", f"{ip.ipv4_mapped} is not an address of this network namespace"
+        return None
+    if me.addr.kind == "specific":
+        if ip.is_link_local and not cand.device:
+            return "EINVAL", f"{cand.addr} is link-local: binding it needs an interface (a %scope or --device)"
+        if facts.complete and not ip.is_multicast and not facts.ipv6_nonlocal_bind and not _v6_is_local(facts, str(ip), cand.device):
+            where = f" on {cand.device}" if cand.device else ""
+            return "EADDRNOTAVAIL", f"{cand.addr} is not a usable address{where} in this network namespace (absent, or still tentative)"
+    return None
+
+
+def _others(snapshot: Snapshot, me: Me, port: int) -> list[Other]:
+    return [make_other(r) for r in snapshot.on_port(me.proto, port) if r.state not in NOT_IN_BIND_TABLES or me.proto == "udp"]
+
+
+def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], dict[int, str]]:
+    """The port check: (definite blockers, possible blockers, decisive notes)."""
+    definite: list[Blocker] = []
+    possible: list[Blocker] = []
+    notes: dict[int, str] = {}
+    if me.proto == "tcp":
+        for o in others:
+            results = [(w, tcp_blocks(me, o, w)) for w in o.worlds]
+            blocking = [w for w, b in results if b]
+            free = [w for w, b in results if not b]
+            if not blocking:
+                continue
+            rule = tcp_rule(me, o, blocking[0])
+            if not free:
+                reason = f"{describe(o.rec)}: {RULE_TEXT[rule]}"
+                if o.inferred:
+                    reason += " (its options inferred from the listener it shares the port with)"
+                definite.append(Blocker(o.rec, rule, reason, True))
+            else:
+                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, blocking, free)}", False))
+        return definite, possible, notes
+    return _udp_chain(me, others)
+
+
+def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], dict[int, str]]:
+    """udp_lib_lport_inuse(): the first overlapping socket in chain order decides.
+
+    The dump gives each family's chain order, but IPv4 and IPv6 are dumped separately, so
+    their interleaving is unknown: evaluate both concatenations, which together contain
+    every possible first decider."""
+    v4 = [o for o in others if o.rec.family == 4]
+    v6 = [o for o in others if o.rec.family == 6]
+    orders = [v4 + v6, v6 + v4] if v4 and v6 else [v4 + v6]
+    outcomes: set[str] = set()
+    deciders: dict[int, tuple[Other, set[str], str]] = {}
+    for order in orders:
+        for o in order:
+            seen = {udp_outcome(me, o, w) for w in o.worlds}
+            blocking_world = next((w for w in o.worlds if udp_outcome(me, o, w) == "block"), None)
+            if "allow" in seen:
+                outcomes.add("allow")
+            if "block" in seen:
+                outcomes.add("block")
+                assert blocking_world is not None
+                deciders.setdefault(id(o), (o, seen, udp_rule(me, o, blocking_world)))
+            if "skip" not in seen:
+                break
+        else:
+            outcomes.add("allow")
+    notes: dict[int, str] = {}
+    if outcomes == {"allow", "block"} and len(orders) == 2:
+        notes[0] = (
+            "UDP lets the first overlapping socket in the port's hash chain decide, and the kernel "
+            "dumps IPv4 and IPv6 sockets separately, so which one comes first here is unknown"
+        )
+    if "block" not in outcomes:
+        return [], [], notes
+    blockers: list[Blocker] = []
+    for o, seen, rule in deciders.values():
+        if outcomes == {"block"}:
+            blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {RULE_TEXT[rule]}", True))
+            continue
+        blocking = [w for w in o.worlds if udp_outcome(me, o, w) == "block"]
+        free = [w for w in o.worlds if w not in blocking]
+        text = unknown_reason(o, rule, blocking, free) if free else f"may decide first: {RULE_TEXT[rule]}"
+        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", False))
+    if outcomes == {"block"}:
+        return blockers, [], notes
+    return [], blockers, notes
+
+
+def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
+    """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`."""
+    me, einval_mapped = normalise(snapshot, cand)
+    label = candidate_text(me, cand.listen)
+    early = precheck(snapshot, cand, me, einval_mapped)
+    if early is not None:
+        errno, sentence = early
+        return Verdict(
+            "conflict",
+            errno,
+            "bind",
+            explanation=f"bind() of {label} would fail with {errno} ({ERRNO_TEXT[errno]}): {sentence}.",
+            suggestions=_early_suggestions(errno, cand, snapshot),
+        )
+    if cand.port == 0:
+        from .ephemeral import check_ephemeral
+
+        return check_ephemeral(snapshot, me, label)
+
+    others = _others(snapshot, me, cand.port)
+    infer_from_listeners(others)
+    definite, possible, notes = _port_blocked(me, others)
+    verdict_notes = list(notes.values())
+    endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
+    if definite:
+        fast = fast_reuseport_may_admit(me, others)
+        if fast is not None:
+            verdict_notes.append(
+                "The kernel keeps a per-port SO_REUSEPORT fast path (kernel-bind-rules §6): because "
+                f"{describe(fast.rec)} has the same uid and an address covering {endpoint}, the kernel may "
+                "admit this bind without checking the sockets above, so the outcome is not certain"
+            )
+            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, verdict_notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, verdict_notes, suggest=suggest)
+    if possible:
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, verdict_notes, suggest=suggest)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, verdict_notes, others=others, suggest=suggest)
+
+
+def _finish(
+    snapshot: Snapshot,
+    cand: Candidate,
+    me: Me,
+    verdict: str,
+    errno: str | None,
+    definite: list[Blocker],
+    possible: list[Blocker],
+    label: str,
+    notes: list[str],
+    others: list[Other] | None = None,
+    suggest: bool = True,
+) -> Verdict:
+    from .suggest import suggestions_for
+
+    blockers = definite + possible
+    calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
+    if verdict == "ok":
+        n = len(others or [])
+        if n:
+            explanation = f"{calls} of {label} would succeed: none of the {n} socket(s) on port {cand.port} blocks it."
+            pending = [
+                o
+                for o in (others or [])
+                if o.rec.state == "UNCONN" and me.proto == "tcp" and o.known("reuseaddr") and not o.known("reuseport")
+            ]
+            if pending and cand.listen:
+                notes.append(
+                    "Once this socket listens, "
+                    + "; ".join(describe(o.rec) for o in pending[:3])
+                    + " will fail its own listen() with EADDRINUSE: SO_REUSEADDR never allows two listeners"
+                )
+        else:
+            explanation = f"{calls} of {label} would succeed: no socket uses port {cand.port}."
+    elif verdict == "conflict":
+        head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
+        count = len(definite)
+        explanation = f"{head}: {count} socket(s) block it. " + " ".join(
+            f"Blocked by {b.reason}." for b in definite[:3]
+        )
+        if count > 3:
+            explanation += f" ... and {count - 3} more."
+    else:
+        head = f"{calls} of {label} may fail with EADDRINUSE: the answer hangs on what sockscope could not read."
+        explanation = head + " " + " ".join(f"{b.reason[0].upper()}{b.reason[1:]}." for b in possible[:3])
+        if len(possible) > 3:
+            explanation += f" ... and {len(possible) - 3} more."
+    result = Verdict(
+        verdict,  # type: ignore[arg-type]
+        errno,
+        "bind" if verdict == "conflict" else None,
+        blockers=blockers,
+        explanation=explanation,
+        notes=notes,
+    )
+    if verdict != "ok" and suggest:
+        result.suggestions = suggestions_for(snapshot, cand, result)
+        if cand.reuseaddr and any(b.rule in ("listener", "old-without-reuseaddr") for b in blockers):
+            result.notes.append(
+                "BSD and macOS differ: there SO_REUSEADDR on the new socket alone is enough after a restart, "
+                "and a wildcard and a specific address may both listen on one port; Linux requires the "
+                "option on both sockets and never lets SO_REUSEADDR create two overlapping listeners"
+            )
+    return result
+
+
+def _early_suggestions(errno: str, cand: Candidate, snapshot: Snapshot) -> list[str]:
+    facts = snapshot.facts
+    if errno == "EACCES":
+        return [
+            f"Run as root, or give the program CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep PROGRAM).",
+            f"Use a port at or above {facts.ip_unprivileged_port_start}, or lower net.ipv4.ip_unprivileged_port_start.",
+        ]
+    if errno == "EADDRNOTAVAIL":
+        if cand.family == 4:
+            local = sorted({a for addrs in facts.addresses.values() for a in addrs if ":" not in a})
+        else:
+            local = sorted({a for a, _i, _s, t in facts.v6_addrs if not t})
+        return [
+            "Bind an address this namespace has: " + (", ".join(local[:8]) or "none") + ", or the wildcard.",
+            "Or allow non-local binds: sysctl net.ipv4.ip_nonlocal_bind=1 (net.ipv6.ip_nonlocal_bind for IPv6), or IP_FREEBIND on the socket.",
+        ]
+    if errno == "EINVAL" and cand.family == 6:
+        if ipaddress.ip_address(cand.addr).is_link_local:
+            return ["Name the interface: [fe80::...%eth0]:PORT or --device eth0."]
+        if bind_addr(6, cand.addr).kind == "mapped":
+            return ["Clear IPV6_V6ONLY (--no-v6only), or bind the IPv4 address on an IPv4 socket."]
+    return []

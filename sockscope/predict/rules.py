@@ -1,0 +1,190 @@
+"""The kernel's bind()-conflict rules over possible worlds (shared/kernel-bind-rules.md §3-§5).
+
+Each existing socket's unreadable options (SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY) are
+expanded into the set of values they could have, narrowed by what the kernel itself
+guarantees about sockets that coexist on a port. A rule is then evaluated in every
+possible world: the same answer in all of them is definite, otherwise it is unknown and
+we can say exactly which option it hangs on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal
+
+from sockscope.model import SocketRecord
+
+from .addresses import BindAddr, bind_addr, rcv_saddr_equal, tcp_overlap, udp_overlap
+
+World = tuple[bool, bool, bool]  # (reuseaddr, reuseport, v6only) of an existing socket
+UdpOutcome = Literal["skip", "allow", "block"]
+ATTRS = ("reuseaddr", "reuseport", "v6only")
+
+# Request sockets (TCP_NEW_SYN_RECV) are not in the bind tables: their listener is.
+NOT_IN_BIND_TABLES = frozenset({"SYN-RECV"})
+
+
+@dataclass(slots=True)
+class Me:
+    """The candidate socket, normalised."""
+
+    proto: str
+    addr: BindAddr
+    port: int
+    reuseaddr: bool
+    reuseport: bool
+    v6only: bool
+    ifindex: int
+    uid: int
+
+
+@dataclass(slots=True)
+class Other:
+    """An existing socket of the port as the bind tables see it."""
+
+    rec: SocketRecord
+    addr: BindAddr
+    worlds: list[World]
+    inferred: bool = False  # worlds narrowed by inference (not read, not remembered)
+
+    @property
+    def listening(self) -> bool:
+        return self.rec.state == "LISTEN"
+
+    @property
+    def timewait(self) -> bool:
+        return self.rec.state == "TIME-WAIT"
+
+    def known(self, attr: str) -> bool | None:
+        i = ATTRS.index(attr)
+        values = {w[i] for w in self.worlds}
+        return values.pop() if len(values) == 1 else None
+
+
+def _choices(value: bool | None) -> tuple[bool, ...]:
+    return (value,) if value is not None else (False, True)
+
+
+def make_other(rec: SocketRecord) -> Other:
+    addr = bind_addr(rec.family, rec.local_addr)
+    if rec.family == 4:
+        v6 = (False,)
+    elif addr.kind == "mapped":
+        v6 = (False,)  # the kernel refuses a v4-mapped bind on a V6ONLY socket
+    else:
+        v6 = _choices(rec.v6only)
+    worlds = [w for w in product(_choices(rec.reuseaddr), _choices(rec.reuseport), v6)]
+    return Other(rec, addr, worlds)
+
+
+def devices_compatible(a: int, b: int) -> bool:
+    return not a or not b or a == b
+
+
+def overlap_certain(a: Other, b: Other) -> bool:
+    """Do two existing sockets overlap whatever their unknown V6ONLY values are?"""
+    for wa in a.worlds:
+        for wb in b.worlds:
+            if not (rcv_saddr_equal(a.addr, b.addr, wa[2], wb[2]) and rcv_saddr_equal(b.addr, a.addr, wb[2], wa[2])):
+                return False
+    return True
+
+
+def infer_from_listeners(others: list[Other]) -> None:
+    """Narrow the options of sockets that share a TCP port with a live listener.
+
+    Two overlapping sockets coexist on a port only if the later bind passed the check
+    against the earlier one (both SO_REUSEADDR, or both SO_REUSEPORT), or if one is the
+    other's accepted child, which copies the listener's options. So a TIME_WAIT or
+    connected socket beside a listener L with known options has L's options, or shares
+    SO_REUSEADDR or SO_REUSEPORT with it. The kernel's per-port caches (§6) can bend this,
+    which the predictor reports separately.
+    """
+    listeners = [o for o in others if o.listening and len(o.worlds) >= 1 and o.known("reuseaddr") is not None and o.known("reuseport") is not None]
+    if not listeners:
+        return
+    for o in others:
+        if o.listening or (o.known("reuseaddr") is not None and o.known("reuseport") is not None):
+            continue
+        for lst in listeners:
+            if not devices_compatible(o.rec.ifindex, lst.rec.ifindex) or not overlap_certain(o, lst):
+                continue
+            lra, lrp = lst.known("reuseaddr"), lst.known("reuseport")
+            kept = [w for w in o.worlds if (w[0], w[1]) == (lra, lrp) or (w[0] and lra) or (w[1] and lrp)]
+            if kept and len(kept) < len(o.worlds):
+                o.worlds = kept
+                o.inferred = True
+
+
+def tcp_blocks(me: Me, o: Other, w: World) -> bool:
+    """inet_bind_conflict() plus the address test, in one world."""
+    ra2, rp2, v6only2 = w
+    if not devices_compatible(me.ifindex, o.rec.ifindex):
+        return False
+    if not tcp_overlap(me.addr, o.addr, me.v6only, v6only2):
+        return False
+    if me.reuseaddr and ra2 and not o.listening:
+        return False
+    if me.reuseport and rp2 and (o.timewait or me.uid == o.rec.uid):
+        return False
+    return True
+
+
+def udp_outcome(me: Me, o: Other, w: World) -> UdpOutcome:
+    """One step of udp_lib_lport_inuse(): skip, or the first match decides."""
+    ra2, rp2, v6only2 = w
+    if me.reuseaddr and ra2:
+        return "skip"
+    if not devices_compatible(me.ifindex, o.rec.ifindex):
+        return "skip"
+    if not udp_overlap(me.addr, o.addr, me.v6only, v6only2):
+        return "skip"
+    if rp2 and me.reuseport and me.uid == o.rec.uid:
+        return "allow"
+    return "block"
+
+
+def tcp_rule(me: Me, o: Other, w: World) -> str:
+    """The short code for why `o` blocks `me` in world `w` (which must block)."""
+    ra2, rp2, _ = w
+    if me.reuseport and rp2 and not o.timewait and me.uid != o.rec.uid:
+        return "reuseport-uid"
+    if me.reuseaddr and ra2 and o.listening:
+        return "listener"
+    if me.reuseaddr and not ra2:
+        return "old-without-reuseaddr"
+    if ra2 and not me.reuseaddr and not o.listening:
+        return "new-without-reuseaddr"
+    if me.reuseport != rp2:
+        return "reuseport-one-side"
+    return "in-use"
+
+
+def udp_rule(me: Me, o: Other, w: World) -> str:
+    ra2, rp2, _ = w
+    if me.reuseport and rp2 and me.uid != o.rec.uid:
+        return "reuseport-uid"
+    if me.reuseaddr != ra2:
+        return "old-without-reuseaddr" if me.reuseaddr else "new-without-reuseaddr"
+    if me.reuseport != rp2:
+        return "reuseport-one-side"
+    return "in-use"
+
+
+def fast_reuseport_may_admit(me: Me, others: list[Other]) -> Other | None:
+    """§6: an earlier SO_REUSEPORT socket of the same uid whose address covers ours may have
+    left the port's "strict" fast path set, which admits our bind without the full check."""
+    if me.proto != "tcp" or not me.reuseport:
+        return None
+    for o in others:
+        if not any(w[1] for w in o.worlds):
+            continue
+        if not (o.timewait or o.rec.uid == me.uid):
+            continue
+        if not devices_compatible(me.ifindex, o.rec.ifindex):
+            continue
+        for w in o.worlds:
+            if w[1] and rcv_saddr_equal(o.addr, me.addr, w[2], me.v6only, match_sk2_wildcard=False):
+                return o
+    return None

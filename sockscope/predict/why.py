@@ -1,0 +1,112 @@
+"""why(snapshot, proto, port): who holds a port, why, and which simple sockets would bind now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sockscope.model import Snapshot, SocketRecord
+
+from .addresses import bind_addr, format_endpoint, rcv_saddr_equal
+from .engine import check
+from .explain import candidate_text, describe
+from .rules import Me
+from .types import Candidate, Verdict
+
+OPTION_SETS = ((False, False), (True, False), (False, True), (True, True))
+
+
+@dataclass(slots=True)
+class Trial:
+    candidate: Candidate
+    label: str
+    verdict: Verdict
+
+
+@dataclass(slots=True)
+class WhyReport:
+    proto: str
+    port: int
+    addr: str | None
+    holders: list[SocketRecord]
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        where = format_endpoint(6 if self.addr and ":" in self.addr else 4, self.addr, self.port) if self.addr else f"port {self.port}"
+        lines: list[str] = []
+        if not self.holders:
+            lines.append(f"No {self.proto.upper()} socket uses {where}: any bind would meet no other socket.")
+        else:
+            lines.append(f"{len(self.holders)} {self.proto.upper()} socket(s) use {where}:")
+            shown = self.holders[:20]
+            lines.extend(f"  {describe(r)}" for r in shown)
+            if len(self.holders) > len(shown):
+                lines.append(f"  ... and {len(self.holders) - len(shown)} more")
+        groups = {"ok": "Would bind now:", "unknown": "Cannot tell (options unreadable):", "conflict": "Would fail:"}
+        for kind, title in groups.items():
+            trials = [t for t in self.trials if t.verdict.verdict == kind]
+            if not trials:
+                continue
+            lines.append(title)
+            for t in trials:
+                extra = ""
+                if kind == "conflict" and t.verdict.blockers:
+                    b = t.verdict.blockers[0]
+                    extra = f": {t.verdict.errno}, blocked by {b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port)} ({b.rule})"
+                elif kind == "conflict":
+                    extra = f": {t.verdict.errno}"
+                lines.append(f"  - {t.label}{extra}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proto": self.proto,
+            "port": self.port,
+            "addr": self.addr,
+            "holders": [r.to_json() for r in self.holders],
+            "trials": [
+                {
+                    "candidate": {
+                        "proto": t.candidate.proto,
+                        "family": t.candidate.family,
+                        "addr": t.candidate.addr,
+                        "port": t.candidate.port,
+                        "reuseaddr": t.candidate.reuseaddr,
+                        "reuseport": t.candidate.reuseport,
+                        "uid": t.candidate.uid,
+                    },
+                    "description": t.label,
+                    "verdict": t.verdict.verdict,
+                    "errno": t.verdict.errno,
+                    "rules": sorted({b.rule for b in t.verdict.blockers}),
+                }
+                for t in self.trials
+            ],
+        }
+
+
+def why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None, family: int | None = None) -> WhyReport:
+    holders = [r for r in snapshot.on_port(proto, port) if proto == "udp" or r.state != "SYN-RECV"]
+    if addr is not None:
+        fam = family or (6 if ":" in addr else 4)
+        mine = bind_addr(fam, addr)
+        holders = [
+            r
+            for r in holders
+            if rcv_saddr_equal(mine, bind_addr(r.family, r.local_addr), False, bool(r.v6only))
+            or rcv_saddr_equal(bind_addr(r.family, r.local_addr), mine, bool(r.v6only), False)
+        ]
+        places = [(fam, addr)]
+    else:
+        places = [(4, "0.0.0.0"), (6, "::")]
+    uids = sorted({0, *(r.uid for r in holders if r.state != "TIME-WAIT")})
+    report = WhyReport(proto, port, addr, holders)
+    for fam, a in places:
+        for uid in uids:
+            for reuseaddr, reuseport in OPTION_SETS:
+                cand = Candidate(proto, fam, a, port, reuseaddr=reuseaddr, reuseport=reuseport, uid=uid)  # type: ignore[arg-type]
+                verdict = check(snapshot, cand, suggest=False)
+                me = Me(proto, bind_addr(fam, a), port, reuseaddr, reuseport, False, 0, uid)
+                report.trials.append(Trial(cand, "a new " + candidate_text(me, True).removeprefix("a "), verdict))
+    return report

@@ -1,0 +1,182 @@
+"""Differential test: random scenarios, the predictor's verdict, and the kernel's answer.
+
+Each case builds sockets on a fresh port of one private namespace (bound, listening,
+established, TIME_WAIT, UDP bound and connected; IPv4, IPv6, v4-mapped and wildcard
+addresses; V6ONLY; a device; three uids), asks the predictor about a random candidate,
+then really tries that candidate as its uid. A definite verdict that the kernel
+contradicts is a failure; "unknown" is counted.
+
+    SOCKSCOPE_DIFF_CASES=20000 SOCKSCOPE_DIFF_SEED=7 .venv/bin/python -m pytest -q -s tests/test_predict_diff.py
+
+CI runs a few hundred cases (the default).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from predict_lab import DEV, DEV_V4, DEV_V6, UIDS, Lab, Sock, agrees
+
+from sockscope.predict import Candidate
+
+CASES = int(os.environ.get("SOCKSCOPE_DIFF_CASES", "300"))
+SEED = int(os.environ.get("SOCKSCOPE_DIFF_SEED", "1"))
+
+V4 = ["0.0.0.0", "127.0.0.1", "127.0.0.2", DEV_V4]
+V6 = ["::", "::1", "::ffff:127.0.0.1", "::ffff:0.0.0.0", DEV_V6, f"::ffff:{DEV_V4}"]
+NONLOCAL = {4: "10.99.0.1", 6: "fd00:99::1"}
+
+
+def _addr(rng: random.Random, family: int) -> str:
+    return rng.choice(V4 if family == 4 else V6)
+
+
+def _target(rng: random.Random, family: int, addr: str, v6only: bool | None) -> tuple[int, str] | None:
+    """Where a client connects to reach a listener bound to addr (None: do not try)."""
+    if family == 4:
+        return 4, ("127.0.0.1" if addr == "0.0.0.0" else addr)
+    if addr == "::":
+        if v6only or rng.random() < 0.5:
+            return 6, "::1"
+        return 4, "127.0.0.1"
+    if addr.startswith("::ffff:"):
+        v4 = addr.removeprefix("::ffff:")
+        return 4, ("127.0.0.1" if v4 == "0.0.0.0" else v4)
+    return 6, addr
+
+
+def build(rng: random.Random, lab: Lab, proto: str, port: int, aux_port: int) -> tuple[list[str], bool]:
+    """Random sockets on `port`. Returns a description, and whether a snapshot was taken
+    mid-way (so the collector could remember options of sockets that later closed)."""
+    log: list[str] = []
+    closers: list[Sock] = []
+    snap_mid = rng.random() < 0.5
+    for _ in range(rng.randint(1, 4)):
+        family = rng.choice((4, 6))
+        addr = _addr(rng, family)
+        uid = rng.choice(UIDS)
+        ra, rp = rng.random() < 0.5, rng.random() < 0.5
+        v6only = rng.choice((None, False, True)) if family == 6 else None
+        if addr.startswith("::ffff:") and v6only:
+            v6only = False
+        device = DEV if rng.random() < 0.15 else None
+        if proto == "udp":
+            s = lab.socket(uid, "udp", family, addr, port, ra, rp, v6only, device)
+            if s is None:
+                continue
+            log.append(s.desc)
+            if rng.random() < 0.3 and device is None:
+                fam_t, t = _target(rng, family, addr, v6only) or (family, "127.0.0.1")
+                if fam_t == family or (family == 6 and fam_t == 4):
+                    dest = t if fam_t == family else f"::ffff:{t}"
+                    s.holder.attempt("connect", s.sid, dest, aux_port)
+                    log.append(f"  connected to {dest}:{aux_port}")
+            continue
+        kind = rng.choices(("bound", "listen", "estab", "timewait", "client"), (3, 4, 2, 2, 1))[0]
+        if kind == "client":
+            # A client that binds the port itself, connects elsewhere, then maybe closes first.
+            aux = lab.socket(0, "tcp", 4, "127.0.0.1", aux_port, True, False, None, None, listen=True) if not any(
+                "aux" in x for x in log
+            ) else None
+            if aux is not None:
+                log.append("aux listener 127.0.0.1:%d" % aux_port)
+            if family == 6 and not addr.startswith("::ffff:") and addr != "::":
+                continue
+            c = lab.connect(uid, family, "127.0.0.1" if family == 4 else "::ffff:127.0.0.1", aux_port, bind=(addr, port), reuseaddr=ra, reuseport=rp, v6only=v6only)
+            if c is None:
+                continue
+            log.append(f"client uid{uid} tcp{family} {addr}:{port} ra={int(ra)} rp={int(rp)} -> aux")
+            if rng.random() < 0.6:
+                closers.append(c)
+            continue
+        s = lab.socket(uid, "tcp", family, addr, port, ra, rp, v6only, device, listen=kind != "bound")
+        if s is None:
+            continue
+        log.append(s.desc)
+        if kind in ("estab", "timewait") and device is None:
+            fam_t, t = _target(rng, family, addr, v6only) or (4, "127.0.0.1")
+            c = lab.connect(0, fam_t, t, port)
+            if c is None:
+                continue
+            child = lab.accept(s)
+            log.append(f"  connection from {t} ({'accepted' if child else 'left in a queue'})")
+            if kind == "timewait" and child is not None:
+                closers.append(child)  # the server closes first: its child goes to TIME_WAIT
+                closers.append(c)
+            if rng.random() < 0.5:
+                closers.append(s)
+    if snap_mid and closers:
+        lab.snapshot()
+    for s in closers:
+        lab.close_sock(s)
+        log.append(f"  closed {s.desc}")
+    return log, snap_mid
+
+
+def candidate(rng: random.Random, proto: str, port: int) -> Candidate:
+    family = rng.choice((4, 6))
+    addr = NONLOCAL[family] if rng.random() < 0.03 else _addr(rng, family)
+    v6only = rng.choice((None, False, True)) if family == 6 else None
+    return Candidate(
+        proto=proto,  # type: ignore[arg-type]
+        family=family,
+        addr=addr,
+        port=port,
+        reuseaddr=rng.random() < 0.5,
+        reuseport=rng.random() < 0.5,
+        v6only=v6only,
+        device=DEV if rng.random() < 0.1 else None,
+        uid=rng.choice(UIDS),
+        listen=proto == "tcp" and rng.random() < 0.8,
+    )
+
+
+@pytest.mark.root
+def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
+    rng = random.Random(SEED)
+    lab = Lab.open(netns, holders)
+    ports = list(range(1100, 32000))
+    rng.shuffle(ports)
+    stats: Counter[str] = Counter()
+    wrong: list[str] = []
+    try:
+        for i in range(CASES):
+            port = ports[(2 * i) % len(ports)]
+            aux_port = ports[(2 * i + 1) % len(ports)]
+            if rng.random() < 0.03:
+                port = rng.randint(600, 1000)  # privileged ports: EACCES for uids other than 0
+            proto = "tcp" if rng.random() < 0.7 else "udp"
+            log, _mid = build(rng, lab, proto, port, aux_port)
+            cand = candidate(rng, proto, port)
+            snap = lab.snapshot()
+            verdict = lab.predict(cand, snap)
+            stage, errno = lab.really(cand)
+            ok = agrees(verdict, stage, errno)
+            stats[verdict.verdict] += 1
+            if ok is False:
+                on_port = "\n".join(
+                    f"    {r.proto} {r.state} {r.local_addr}:{r.local_port} -> {r.peer_addr}:{r.peer_port} "
+                    f"ra={r.reuseaddr} rp={r.reuseport} v6only={r.v6only} dev={r.device} uid={r.uid}"
+                    for r in snap.on_port(proto, port)
+                )
+                wrong.append(
+                    f"case {i} (seed {SEED}): {cand}\n  scenario:\n    " + "\n    ".join(log)
+                    + f"\n  snapshot:\n{on_port}\n  predicted {verdict.verdict} {verdict.errno} {verdict.stage}: "
+                    f"{verdict.explanation}\n  kernel: {stage} {errno}"
+                )
+            stats["wrong" if ok is False else ("right" if ok else "unknown-verdict")] += 1
+            lab.close_all()
+    finally:
+        lab.close_all()
+        lab.close()
+    definite = stats["right"] + stats["wrong"]
+    print(
+        f"\ndifferential: {CASES} cases (seed {SEED}): {definite} definite, {stats['wrong']} wrong, "
+        f"{stats['unknown-verdict']} unknown ({100 * stats['unknown-verdict'] / max(CASES, 1):.1f}%); "
+        f"ok {stats['ok']}, conflict {stats['conflict']}"
+    )
+    assert not wrong, f"{len(wrong)} wrong definite verdicts:\n" + "\n\n".join(wrong[:5])
