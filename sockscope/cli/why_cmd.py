@@ -1,13 +1,46 @@
-"""Placeholder: implemented by its issue."""
+"""`sockscope why PORT | ADDR:PORT [--udp]`: who holds a port, why, and what would bind now."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from .common import add_collection_arguments, take_snapshot
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("target", metavar="PORT|ADDR:PORT", help="8080, 127.0.0.1:8080 or [::1]:8080")
+    parser.add_argument("--udp", action="store_true", help="ask about UDP (default TCP)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_collection_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("not implemented yet")
+    from sockscope.cli import UsageError
+    from sockscope.predict import EndpointError, parse_endpoint, why
+
+    target = args.target.strip()
+    addr: str | None = None
+    family: int | None = None
+    if target.isdigit():
+        port = int(target)
+        if not 0 < port <= 65535:
+            raise UsageError(f"port must be 1-65535, not {target}")
+    else:
+        try:
+            family, addr, port, _scope = parse_endpoint(target)
+        except EndpointError as exc:
+            raise UsageError(str(exc)) from None
+        if port == 0:
+            raise UsageError("port 0 is not held by anyone: use `sockscope check tcp ADDR:0` for ephemeral ports")
+    proto = "udp" if args.udp else "tcp"
+    snapshot = take_snapshot(args, protos=(proto,))
+    if snapshot.limitation and not args.json:
+        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+    report = why(snapshot, proto, port, addr, family)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+    else:
+        sys.stdout.write(report.text + "\n")
+    return 0
