@@ -205,3 +205,22 @@ def test_without_root_options_of_others_are_unknown_and_said_once(netns, holders
     assert owners == []
     assert limitation and limitation.startswith("not root")
     assert "\n" not in limitation
+
+
+def test_warm_refresh_follows_a_reused_fd_number(netns, holders):
+    """A process closes a socket and opens another under the same fd number: a warm
+    refresh right after must still find the new socket's owner (and so its options)."""
+    h = holders(1001)
+    first = h.socket("udp", 4, reuseaddr=True)
+    assert h.bind(first, "127.0.0.1", 5301) is None
+    fd = h.fileno(first)
+    with Collector(netns=netns.name) as collector:
+        collector.snapshot()
+        h.close(first)
+        second = h.socket("udp", 4, reuseport=True)
+        assert h.fileno(second) == fd
+        assert h.bind(second, "127.0.0.1", 5302) is None
+        snap = collector.snapshot()
+    rec = next(r for r in snap.sockets if r.local_port == 5302)
+    assert [(o.pid, o.fd) for o in rec.owners] == [(h.call("ping"), fd)]
+    assert (rec.reuseaddr, rec.reuseport) == (False, True)

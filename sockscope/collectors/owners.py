@@ -17,6 +17,9 @@ from sockscope.model import Owner
 PROC = "/proc"
 FULL_INTERVAL = 30.0
 MIN_FULL_INTERVAL = 5.0
+# A full rescan to resolve new sockets is allowed once this many times its own cost has
+# passed: every few hundred ms on an ordinary host, every MIN_FULL_INTERVAL on a huge one.
+FULL_COST_FACTOR = 10.0
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ class OwnerIndex:
         self._by_inode: dict[int, list[Owner]] = {}
         self._scanned = False
         self._full_at = 0.0
+        self._full_cost = 0.0
+        self._last_wanted: set[int] = set()
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -102,7 +107,8 @@ class OwnerIndex:
         syscalls on a busy host). An incremental one (for live refreshes) keeps the
         owners of sockets seen before and readlinks only fds that are new since the last
         scan; if that leaves new sockets unresolved (an fd number was reused), it falls
-        back to a full scan, at most every MIN_FULL_INTERVAL seconds, and does one every
+        back to a full scan, at most every FULL_COST_FACTOR times the cost of the last one
+        (MIN_FULL_INTERVAL seconds at most), and does one every
         FULL_INTERVAL seconds regardless, so an owner change (an fd passed to another
         process) shows within that time.
         """
@@ -110,27 +116,33 @@ class OwnerIndex:
         now = time.monotonic()
         if not incremental or not self._scanned or now - self._full_at > FULL_INTERVAL:
             return self._full(wanted, now)
+        # Sockets that left the dump since last time: the fd numbers that held them may now
+        # hold new sockets (fd numbers are reused), so those fds are read again.
+        stale = self._last_wanted - wanted
+        self._last_wanted = set(wanted)
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
         if len(found) == len(wanted):
             return found
-        self._scan(incremental=True)
+        self._scan(incremental=True, stale=stale)
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
         self.unresolved = len(wanted) - len(found)
-        if self.unresolved and now - self._full_at > MIN_FULL_INTERVAL:
+        if self.unresolved and now - self._full_at > min(MIN_FULL_INTERVAL, FULL_COST_FACTOR * self._full_cost):
             return self._full(wanted, now)
         return found
 
     def _full(self, wanted: set[int], now: float) -> dict[int, list[Owner]]:
+        self._last_wanted = set(wanted)
         self._scan(incremental=False)
+        self._full_cost = time.monotonic() - now
         self._full_at = now
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
         self.unresolved = len(wanted) - len(found)
         return found
 
-    def _scan(self, incremental: bool) -> None:
+    def _scan(self, incremental: bool, stale: set[int] | frozenset[int] = frozenset()) -> None:
         """Rebuild inode -> owners from /proc/*/fd; when incremental, trust the inode
         remembered for an fd number seen in the last scan of the same process."""
         proc = self.proc
@@ -161,7 +173,13 @@ class OwnerIndex:
             before = old_fds.get(pid)
             if before is not None and self._starts.get(pid) != info.start:
                 before = None  # a new process under a reused pid
-            if before is not None and pid in old_owned and len(names) == len(before) and before.keys() >= set(names):
+            if (
+                before is not None
+                and pid in old_owned
+                and len(names) == len(before)
+                and before.keys() >= set(names)
+                and not (stale and any(inode in stale for inode, _ in old_owned[pid]))
+            ):
                 # Same fd table as last time (the common case on a busy, steady host):
                 # reuse its Owner records instead of building 100,000 new ones.
                 owned = old_owned[pid]
@@ -171,7 +189,7 @@ class OwnerIndex:
                 owned = []
                 for fd in names:
                     inode = before.get(fd, -1) if before is not None else -1
-                    if inode == -1:
+                    if inode == -1 or inode in stale:
                         try:
                             link = readlink(fddir + fd)
                         except OSError:
