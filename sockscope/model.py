@@ -121,6 +121,14 @@ class SocketRecord:
         return None
 
     @property
+    def timewait(self) -> bool:
+        """A timewait mini-socket: TIME-WAIT, or the FIN-WAIT-2 of a closed (orphaned) socket,
+        which the kernel also turns into one (sock_diag then reports the substate, with the
+        timewait timer). Such sockets have no owner, report uid 0, and keep the reuse options
+        of the socket they came from."""
+        return self.state == "TIME-WAIT" or (self.timer is not None and self.timer.kind == "timewait")
+
+    @property
     def key(self) -> tuple[str, int, str, int, str, int]:
         """Identity across refreshes: the kernel's 4-tuple plus protocol and family."""
         return (self.proto, self.family, self.local_addr, self.local_port, self.peer_addr, self.peer_port)

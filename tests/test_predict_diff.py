@@ -25,6 +25,7 @@ from sockscope.predict import Candidate
 
 CASES = int(os.environ.get("SOCKSCOPE_DIFF_CASES", "300"))
 SEED = int(os.environ.get("SOCKSCOPE_DIFF_SEED", "1"))
+SHOW_UNKNOWN = os.environ.get("SOCKSCOPE_DIFF_SHOW_UNKNOWN") == "1"
 
 V4 = ["0.0.0.0", "127.0.0.1", "127.0.0.2", DEV_V4]
 V6 = ["::", "::1", "::ffff:127.0.0.1", "::ffff:0.0.0.0", DEV_V6, f"::ffff:{DEV_V4}"]
@@ -135,6 +136,18 @@ def candidate(rng: random.Random, proto: str, port: int) -> Candidate:
     )
 
 
+def unknown_cause(verdict) -> str:
+    """Why a verdict is unknown, for the run's summary."""
+    if any("fast path" in n for n in verdict.notes):
+        return "reuseport fast path (§6)"
+    if any("dumps IPv4 and IPv6 sockets separately" in n for n in verdict.notes):
+        return "UDP chain order across families"
+    states = {b.socket.state for b in verdict.blockers if not b.definite}
+    if states == {"TIME-WAIT"}:
+        return "TIME_WAIT options unreadable"
+    return "options unreadable: " + ",".join(sorted(states))
+
+
 @pytest.mark.root
 def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
     rng = random.Random(SEED)
@@ -169,6 +182,10 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
                     f"{verdict.explanation}\n  kernel: {stage} {errno}"
                 )
             stats["wrong" if ok is False else ("right" if ok else "unknown-verdict")] += 1
+            if ok is None:
+                stats["unknown: " + unknown_cause(verdict)] += 1
+                if SHOW_UNKNOWN:
+                    print(f"\nunknown case {i}: {cand}\n  " + "\n  ".join(log) + f"\n  -> {verdict.explanation}\n  kernel: {stage} {errno}")
             lab.close_all()
     finally:
         lab.close_all()
@@ -179,4 +196,6 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
         f"{stats['unknown-verdict']} unknown ({100 * stats['unknown-verdict'] / max(CASES, 1):.1f}%); "
         f"ok {stats['ok']}, conflict {stats['conflict']}"
     )
+    for key in sorted(k for k in stats if k.startswith("unknown: ")):
+        print(f"  {key}: {stats[key]}")
     assert not wrong, f"{len(wrong)} wrong definite verdicts:\n" + "\n\n".join(wrong[:5])

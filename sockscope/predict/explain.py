@@ -42,10 +42,10 @@ def describe(rec: SocketRecord) -> str:
             who.append(f"+{len(rec.owners) - 1} more processes")
         if first.user:
             who.append(f"user {first.user}")
-    elif rec.state != "TIME-WAIT":
+    elif not rec.timewait:
         who.append(f"uid {rec.uid}, no process found")
     who.append(options_text(rec))
-    if rec.state == "TIME-WAIT" and rec.timer is not None:
+    if rec.timewait and rec.timer is not None:
         who.append(f"{rec.timer.expires_ms / 1000:.0f} s left")
     return f"{text} ({', '.join(who)})"
 

@@ -54,7 +54,7 @@ class Other:
 
     @property
     def timewait(self) -> bool:
-        return self.rec.state == "TIME-WAIT"
+        return self.rec.timewait
 
     def known(self, attr: str) -> bool | None:
         i = ATTRS.index(attr)

@@ -36,7 +36,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         if _works(snapshot, replace(cand, **change)):
             out.append(f"{text}: the bind would then succeed.")
             break
-    uids = sorted({r.uid for r in recs if r.state != "TIME-WAIT" and r.reuseport and r.uid != cand.uid})
+    uids = sorted({r.uid for r in recs if not r.timewait and r.reuseport and r.uid != cand.uid})
     for uid in uids:
         if _works(snapshot, replace(cand, reuseport=True, uid=uid)):
             out.append(
@@ -44,7 +44,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
                 "a reuseport group needs one owner uid."
             )
             break
-    tw = [r for r in recs if r.state == "TIME-WAIT"]
+    tw = [r for r in recs if r.timewait]
     if tw and len(tw) == len(recs):
         left = max((r.timer.expires_ms for r in tw if r.timer), default=60_000) / 1000
         out.append(

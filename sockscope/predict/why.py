@@ -100,7 +100,7 @@ def why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None, fami
         places = [(fam, addr)]
     else:
         places = [(4, "0.0.0.0"), (6, "::")]
-    uids = sorted({0, *(r.uid for r in holders if r.state != "TIME-WAIT")})
+    uids = sorted({0, *(r.uid for r in holders if not r.timewait)})
     report = WhyReport(proto, port, addr, holders)
     for fam, a in places:
         for uid in uids:
