@@ -223,6 +223,9 @@ class Snapshot:
     collector: str = "sockdiag"  # "sockdiag" or "procfs"
     # Why some options are unknown (e.g. "not root: cannot read SO_REUSEADDR ..."); None if all readable.
     limitation: str | None = None
+    # Set when the snapshot keeps only one port's sockets: every (proto, port) that had a
+    # socket, so that nothing claims another port is free without having looked.
+    busy_ports: frozenset[tuple[str, int]] | None = None
     _by_port: dict[tuple[str, int], list[SocketRecord]] | None = field(default=None, repr=False)
 
     def on_port(self, proto: str, port: int) -> list[SocketRecord]:

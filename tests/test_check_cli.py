@@ -105,3 +105,14 @@ def test_check_uses_the_callers_uid_by_default() -> None:
     args = build_parser().parse_args(["check", "udp", "[::ffff:127.0.0.1]:53"])
     cand = build_candidate(args)
     assert (cand.uid, cand.family, cand.addr, cand.port, cand.listen) == (os.getuid(), 6, "::ffff:127.0.0.1", 53, True)
+
+
+@pytest.mark.root
+def test_suggested_port_is_really_free(netns, holders) -> None:
+    h = holders(0)
+    for port in (P, P + 1):
+        sid = h.socket("tcp", 4)
+        assert h.bind(sid, "0.0.0.0", port) is None and h.listen(sid) is None
+    data = json.loads(run("check", "tcp", f"0.0.0.0:{P}", "--json", "--netns", netns.name).stdout)
+    port_hint = [s for s in data["suggestions"] if "another port" in s]
+    assert port_hint and f":{P + 2} is free" in port_hint[0]

@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from sockscope.predict import CandidateError, check
 
     cand = build_candidate(args)
-    snapshot = take_snapshot(args, protos=(cand.proto,))
+    # Only the port's sockets matter (all of them for port 0): owners and options are
+    # then looked up for a handful of sockets, not the whole host.
+    snapshot = take_snapshot(args, protos=(cand.proto,), port=cand.port or None)
     if snapshot.limitation and not args.json:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
     try:

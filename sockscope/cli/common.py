@@ -15,13 +15,13 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp")):
+def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp"), port: int | None = None):
     """One snapshot for a one-shot command; collector failures become usage errors."""
     from sockscope.cli import UsageError
     from sockscope.collectors.snapshotter import Collector, CollectorError
 
     try:
         with Collector(netns=args.netns, method=args.collector) as collector:
-            return collector.snapshot(states=states, protos=protos)
+            return collector.snapshot(states=states, protos=protos, port=port)
     except CollectorError as exc:
         raise UsageError(str(exc)) from None

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if port == 0:
             raise UsageError("port 0 is not held by anyone: use `sockscope check tcp ADDR:0` for ephemeral ports")
     proto = "udp" if args.udp else "tcp"
-    snapshot = take_snapshot(args, protos=(proto,))
+    snapshot = take_snapshot(args, protos=(proto,), port=port)
     if snapshot.limitation and not args.json:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
     report = why(snapshot, proto, port, addr, family)

@@ -84,7 +84,15 @@ class Collector:
             self._facts_at = now
         return self._facts
 
-    def snapshot(self, states: set[str] | frozenset[str] | None = None, protos: Iterable[str] = ("tcp", "udp")) -> Snapshot:
+    def snapshot(
+        self,
+        states: set[str] | frozenset[str] | None = None,
+        protos: Iterable[str] = ("tcp", "udp"),
+        port: int | None = None,
+    ) -> Snapshot:
+        """The namespace's sockets now. `states`/`protos` ask the kernel for less; `port`
+        keeps only sockets with that local port, before owners and options are looked up
+        (what `sockscope check` needs on a host with 100,000 sockets)."""
         protos = tuple(protos)
         now = time.time()
         try:
@@ -93,7 +101,12 @@ class Collector:
                 records = self._collect(protos, states, facts)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
-        limitation = self._enrich(records, facts)
+        busy: frozenset[tuple[str, int]] | None = None
+        if port is not None:
+            busy = frozenset((r.proto, r.local_port) for r in records)
+            records = [r for r in records if r.local_port == port]
+        complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
+        limitation = self._enrich(records, facts, complete=complete)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
         return Snapshot(
@@ -103,6 +116,7 @@ class Collector:
             facts=facts,
             collector=self.kind,
             limitation=limitation,
+            busy_ports=busy,
         )
 
     def _collect(self, protos: tuple[str, ...], states, facts: HostFacts) -> list[SocketRecord]:
@@ -121,7 +135,7 @@ class Collector:
             r for r in records if r.proto in wanted_protos and (states is None or r.state in states)
         ]
 
-    def _enrich(self, records: list[SocketRecord], facts: HostFacts) -> str | None:
+    def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True) -> str | None:
         notes: list[str] = []
         if self._owners is not None:
             owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
@@ -135,7 +149,7 @@ class Collector:
             if os.geteuid() != 0 and self._owners.limitation:
                 notes.append(self._owners.limitation)
         if self._options is not None and self.kind == "sockdiag":
-            note = self._options.apply(records)
+            note = self._options.apply(records, complete=complete)
             if note:
                 notes.append(note)
         elif self.kind == "procfs":

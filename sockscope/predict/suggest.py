@@ -62,6 +62,8 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
             break
     if cand.port:
         for port in range(cand.port + 1, min(cand.port + MAX_PORT_SEARCH, 65535) + 1):
+            if snapshot.busy_ports is not None and (cand.proto, port) in snapshot.busy_ports:
+                continue  # a one-port snapshot has not looked at that port's sockets
             if _works(snapshot, replace(cand, port=port)):
                 out.append(f"Or use another port: {format_endpoint(cand.family, cand.addr, port)} is free for this socket.")
                 break
