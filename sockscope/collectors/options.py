@@ -78,8 +78,12 @@ class OptionReader:
         self.read_count = 0  # sockets read by getsockopt in the last apply()
         self.denied = 0
 
-    def apply(self, records: Sequence[SocketRecord]) -> str | None:
-        """Fill the options of `records` in place; return one line on what could not be read."""
+    def apply(self, records: Sequence[SocketRecord], complete: bool = True) -> str | None:
+        """Fill the options of `records` in place; return one line on what could not be read.
+
+        `complete` is False when `records` holds only some states (a listening-only refresh):
+        the memory of the other sockets must then survive, or the next full refresh would
+        re-read every established socket's options."""
         memory = self._memory
         pidfds: dict[int, int | None] = {}
         denied_pids: set[int] = set()
@@ -106,7 +110,7 @@ class OptionReader:
             for pfd in pidfds.values():
                 if pfd is not None:
                     os.close(pfd)
-        if len(memory) > 2 * len(records) + 1024:
+        if complete and len(memory) > 2 * len(records) + 1024:
             # Forget sockets that are gone, so memory stays bounded on a churning host.
             alive = {(r.proto, r.cookie) for r in records}
             self._memory = {k: v for k, v in memory.items() if k in alive}
