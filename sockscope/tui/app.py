@@ -1,0 +1,468 @@
+"""SockscopeApp: the live TUI.
+
+Threads: the collector (a Textual thread worker running `Poller.run`, the only user
+of the Collector) -> the view builder (a thread worker running `BuildQueue.run`) ->
+the UI thread, which only swaps finished views into the tables (`apply_views`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from sockscope.model import SocketRecord
+
+from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident, endpoint
+from .messages import CollectorFailed, ViewsReady
+from .poller import CollectorSource, Poller, Source
+from .views import BuildQueue, Settings, ViewBuilder, Views
+from .widgets import FilterBar, SocketTable, StatsHeader
+from .widgets.stats_header import seconds
+
+
+class SockscopeApp(App[int]):
+    CSS_PATH = ["app.tcss", "table.tcss", "screens.tcss"]
+    TITLE = "sockscope"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("1", "pane('listening')", "Listening", show=False),
+        Binding("2", "pane('established')", "Established", show=False),
+        Binding("3", "pane('timewait')", "TIME_WAIT", show=False),
+        Binding("4", "pane('other')", "Other", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("S", "sort_reverse", "Reverse", show=False),
+        Binding("g", "toggle_group", "Group TW"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "refresh", "Refresh", show=False),
+        Binding("b", "bind_check", "Bind check"),
+        Binding("w", "why", "Why"),
+        Binding("x", "clear_blockers", "Clear marks", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        make_source: Callable[[], Source] | None = None,
+        *,
+        netns: str | None = None,
+        method: str = "auto",
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        fixed_time: bool = False,
+    ) -> None:
+        super().__init__()
+        self.netns = netns
+        self.make_source = make_source or partial(CollectorSource, netns, method)
+        self.interval = interval
+        self.clock = clock
+        self.fixed_time = fixed_time  # screenshots/snapshot tests: no wall-clock or durations on screen
+        self.settings = Settings()
+        self.views: Views | None = None
+        self.blockers: frozenset[Ident] = frozenset()
+        self.blockers_text = ""
+        self.error: str | None = None
+        self.apply_times: deque[float] = deque(maxlen=10_000)
+        self.applied = 0
+        self.builder = ViewBuilder(clock=clock)
+        self.queue = BuildQueue(self.builder, self.settings, self._deliver_views, self._deliver_error)
+        self.poller = Poller(self.make_source, interval, self.queue.submit_frame, self._deliver_error, clock=clock)
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatsHeader(id="header")
+        yield Static(id="notice")
+        yield Static(id="blockers-banner")
+        with TabbedContent(initial="listening", id="panes"):
+            for i, pane in enumerate(PANES, 1):
+                with TabPane(f"{i} {PANE_TITLES[pane]}", id=pane):
+                    yield SocketTable(pane, clock=self.clock, id=f"table-{pane}")
+        yield FilterBar(id="filter-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Three threads share the GIL: a shorter switch interval lets the UI thread in
+        # sooner while the collector or the builder run long C-level steps.
+        sys.setswitchinterval(0.002)
+        self.title = "sockscope"
+        self.query_one("#header", StatsHeader).show(
+            title=self.title, counts={}, total=0, status="collecting…", history=[], paused=False)
+        self.run_worker(self.queue.run, thread=True, name="view-builder", group="builder", exit_on_error=False)
+        self.run_worker(self.poller.run, thread=True, name="collector", group="collector", exit_on_error=False)
+        self.set_interval(1.0, self._tick)
+        self.table().focus()
+
+    def on_unmount(self) -> None:
+        self.stop_threads()
+
+    def stop_threads(self) -> None:
+        self.poller.stop()
+        self.queue.stop()
+
+    async def action_quit(self) -> None:
+        self.stop_threads()
+        self.exit(0)
+
+    # ------------------------------------------------------------ from the threads
+
+    def _deliver_views(self, views: Views) -> None:  # builder thread
+        self.post_message(ViewsReady(views))
+
+    def _deliver_error(self, error: str) -> None:  # any thread
+        self.post_message(CollectorFailed(error))
+
+    def on_views_ready(self, message: ViewsReady) -> None:
+        self.apply_views(message.views)
+
+    def on_collector_failed(self, message: CollectorFailed) -> None:
+        self.error = message.error
+        self._update_header()
+
+    def apply_views(self, views: Views) -> None:
+        """The UI thread's share of a refresh: swap in the panes that changed (timed)."""
+        start = time.perf_counter()
+        self.views = views
+        self.error = None
+        for pane in PANES:
+            table = self.table(pane)
+            pv = views.panes[pane]
+            if table.view is not pv:
+                table.set_view(pv)
+        self._update_header()
+        self._update_tabs()
+        notice = self.query_one("#notice", Static)
+        limitation = views.frame.limitation
+        notice.set_class(bool(limitation), "-show")
+        if limitation:
+            notice.update(Text("⚠ " + limitation))
+        self.applied += 1
+        self.apply_times.append(time.perf_counter() - start)
+
+    def _tick(self) -> None:
+        """Once a second: timers count down and new-row marks fade (visible rows only)."""
+        self.table().refresh()
+
+    # ------------------------------------------------------------ header, tabs
+
+    def _status(self) -> str:
+        views = self.views
+        if views is None:
+            return "collecting…"
+        f = views.frame
+        parts = [f"netns {self.netns}" if self.netns else "this netns", f.collector]
+        if not self.fixed_time:
+            parts.append(f"full {seconds(f.full_seconds)} /{f.full_period:.1f}s")
+            parts.append(f"listen {seconds(f.listen_seconds)} /{self.interval:g}s")
+        else:
+            parts.append(f"every {self.interval:g}s")
+        if self.settings.filter_text:
+            pv = views.panes.get(self.current_pane)
+            shown = len(pv.rows) if pv is not None else 0
+            parts.append(f"filter “{self.settings.filter_text}”: {shown:,} shown")
+        return " · ".join(parts)
+
+    def _update_header(self) -> None:
+        views = self.views
+        header = self.query_one("#header", StatsHeader)
+        header.show(
+            title=self.title,
+            counts=views.counts if views else {},
+            total=views.frame.total if views else 0,
+            status=self._status(),
+            history=views.history if views else [],
+            paused=self.poller.paused,
+            error=self.error,
+        )
+
+    def _update_tabs(self) -> None:
+        views = self.views
+        if views is None:
+            return
+        tabs = self.query_one("#panes", TabbedContent)
+        for i, pane in enumerate(PANES, 1):
+            pv = views.panes[pane]
+            n = pv.total
+            if self.settings.predicate is not None:
+                shown = sum(g.count for g in pv.rows) if pv.mode == "timewait-groups" else len(pv.rows) - len(pv.gone)
+                label = f"{i} {PANE_TITLES[pane]} {shown:,}/{n:,}"
+            else:
+                label = f"{i} {PANE_TITLES[pane]} {n:,}"
+            tab = tabs.get_tab(pane)
+            if str(tab.label) != label:
+                tab.label = label
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def current_pane(self) -> str:
+        try:
+            return self.query_one("#panes", TabbedContent).active or "listening"
+        except Exception:  # noqa: BLE001 - before compose
+            return "listening"
+
+    def table(self, pane: str | None = None) -> SocketTable:
+        return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
+
+    def snapshot(self):  # type: ignore[no-untyped-def]
+        return self.views.frame.snapshot() if self.views is not None else None
+
+    def _set_settings(self, dirty: Iterable[str] = (), **changes: Any) -> None:
+        values = {
+            "version": self.settings.version + 1,
+            "filter_text": self.settings.filter_text,
+            "predicate": self.settings.predicate,
+            "sort": self.settings.sort,
+            "tw_grouped": self.settings.tw_grouped,
+        }
+        values.update(changes)
+        self.settings = Settings(**values)
+        self.queue.submit_settings(self.settings, set(dirty))
+
+    # ------------------------------------------------------------ actions
+
+    def action_pane(self, pane: str) -> None:
+        self.query_one("#panes", TabbedContent).active = pane
+        self.table(pane).focus()
+        self._update_header()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane.id or "listening"
+        if pane in PANES:
+            self.call_after_refresh(self.table(pane).focus)
+
+    def action_filter(self) -> None:
+        self.query_one("#filter-bar", FilterBar).open()
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one("#filter-bar", FilterBar)
+        if bar.input.value:
+            bar.input.value = ""  # posts Changed("") -> the filter goes
+        else:
+            self.apply_filter("")
+        bar.show_error(None)
+        bar.close()
+        self.table().focus()
+
+    @on(FilterBar.Changed)
+    def _filter_changed(self, event: FilterBar.Changed) -> None:
+        self.apply_filter(event.text)
+
+    @on(FilterBar.Cleared)
+    def _filter_cleared(self) -> None:
+        self.action_clear_filter()
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        bar = self.query_one("#filter-bar", FilterBar)
+        if not bar.input.value.strip():
+            bar.close()
+        self.table().focus()
+
+    def apply_filter(self, text: str) -> bool:
+        """Compile and apply `text`; a bad filter shows its error and keeps the last good one."""
+        from sockscope.filter import FilterError, compile_filter
+
+        bar = self.query_one("#filter-bar", FilterBar)
+        text = text.strip()
+        if not text:
+            predicate = None
+        else:
+            try:
+                predicate = compile_filter(text)
+            except FilterError as exc:
+                bar.show_error("✗ " + exc.message)
+                return False
+            except Exception as exc:  # noqa: BLE001 - never a crash for a typo
+                bar.show_error(f"✗ {type(exc).__name__}: {exc}")
+                return False
+        bar.show_error(None)
+        if text != self.settings.filter_text:
+            self._set_settings(PANES, filter_text=text, predicate=predicate)
+        return True
+
+    def set_filter(self, text: str) -> None:
+        """Put `text` in the filter bar (opened) and apply it."""
+        bar = self.query_one("#filter-bar", FilterBar)
+        bar.add_class("-open")
+        bar.input.value = text
+        self.apply_filter(text)
+
+    def _sort_mode(self) -> str:
+        return self.table().mode
+
+    def action_sort_next(self) -> None:
+        mode = self._sort_mode()
+        cols = [c for c in PANE_COLUMNS[mode] if c.sort is not None]
+        current, _rev = self.settings.sort_of(mode)
+        keys = [c.key for c in cols]
+        nxt = keys[(keys.index(current) + 1) % len(keys)] if current in keys else keys[0]
+        self.sort_by(nxt, False)
+
+    def action_sort_reverse(self) -> None:
+        mode = self._sort_mode()
+        col, rev = self.settings.sort_of(mode)
+        self.sort_by(col, not rev)
+
+    def sort_by(self, col: str, reverse: bool) -> None:
+        mode = self._sort_mode()
+        pane = "timewait" if mode == "timewait-groups" else mode
+        self._set_settings({pane}, sort=self.settings.with_sort(mode, col, reverse))
+        # No toast: the header's ▲/▼ moves when the sorted view arrives.
+
+    @on(SocketTable.SortRequested)
+    def _sort_requested(self, event: SocketTable.SortRequested) -> None:
+        col, rev = self.settings.sort_of(event.table.mode)
+        self.sort_by(event.column, not rev if col == event.column else False)
+
+    def action_toggle_group(self) -> None:
+        self._set_settings({"timewait"}, tw_grouped=not self.settings.tw_grouped)
+        if self.current_pane != "timewait":
+            self.action_pane("timewait")
+        self.notify("TIME_WAIT: " + ("grouped by local port and peer" if self.settings.tw_grouped else "flat"),
+                    timeout=1.5)
+
+    def action_pause(self) -> None:
+        self.poller.set_paused(not self.poller.paused)
+        self._update_header()
+
+    def action_refresh(self) -> None:
+        self.poller.request(full=True)
+
+    def action_help(self) -> None:
+        from .screens import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def _current_record(self) -> SocketRecord | GroupRow | None:
+        return self.table().current
+
+    @on(SocketTable.RowActivated)
+    def _row_activated(self, event: SocketTable.RowActivated) -> None:
+        self.open_details(event.row)
+
+    def open_details(self, row: Any = None) -> None:
+        from .screens import DetailsScreen
+
+        row = row if row is not None else self._current_record()
+        if row is None or self.views is None:
+            return
+        if isinstance(row, GroupRow):  # a TIME_WAIT group: show its sockets, flat
+            self._set_settings({"timewait"}, tw_grouped=False)
+            self.set_filter(row.filter_text)
+            self.table().focus()
+            return
+        self.push_screen(DetailsScreen(row, self.views.frame.snapshot(), fixed_time=self.fixed_time))
+
+    def action_why(self) -> None:
+        from .screens import WhyScreen
+
+        row = self._current_record()
+        if self.views is None or row is None:
+            self.notify("select a socket first", severity="warning")
+            return
+        if isinstance(row, GroupRow):
+            if row.by != "port":
+                self.notify("why needs a port: pick a port group or a socket", severity="warning")
+                return
+            proto, port = "tcp", int(row.value.lstrip(":"))
+        else:
+            proto, port = row.proto, row.local_port
+        self.push_screen(WhyScreen(self.views.frame.snapshot(), proto, port))
+
+    def action_bind_check(self) -> None:
+        from .screens import BindCheckScreen
+
+        if self.views is None:
+            self.notify("no snapshot yet", severity="warning")
+            return
+        row = self._current_record()
+        proto, ep = "tcp", ""
+        if isinstance(row, SocketRecord):
+            proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family)
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep))  # type: ignore[union-attr]
+
+    def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
+        self.blockers = blockers
+        self.blockers_text = text
+        for pane in PANES:
+            self.table(pane).set_blockers(blockers)
+        banner = self.query_one("#blockers-banner", Static)
+        banner.set_class(bool(blockers), "-show")
+        if blockers:
+            where = []
+            if self.views is not None:
+                for pane in PANES:
+                    n = sum(1 for k in blockers if k in self.views.panes[pane].by_ident)
+                    if n:
+                        where.append(f"{PANE_TITLES[pane]} {n}")
+            banner.update(f"! bind check {text}: {len(blockers)} blocker(s) marked ! "
+                          f"({', '.join(where) or 'not shown'}) · x clears")
+
+    def action_clear_blockers(self) -> None:
+        self.set_blockers(frozenset(), "")
+
+    # ------------------------------------------------------------ command palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for i, pane in enumerate(PANES, 1):
+            yield SystemCommand(f"Show {PANE_TITLES[pane]} ({i})", f"switch to the {PANE_TITLES[pane]} pane",
+                                partial(self.action_pane, pane))
+        yield SystemCommand("Filter sockets (/)", "text or ss-like expression", self.action_filter)
+        yield SystemCommand("Clear filter (esc)", "show every socket", self.action_clear_filter)
+        yield SystemCommand("Sort by next column (s)", "cycle the sort column of this pane", self.action_sort_next)
+        yield SystemCommand("Reverse sort (S)", "flip the sort order of this pane", self.action_sort_reverse)
+        yield SystemCommand("Toggle TIME_WAIT grouping (g)", "by local port and peer, or flat",
+                            self.action_toggle_group)
+        yield SystemCommand("Pause / resume (p)", "stop or restart collection", self.action_pause)
+        yield SystemCommand("Refresh now (r)", "a full dump now", self.action_refresh)
+        yield SystemCommand("Socket details (enter)", "every field of the selected socket", self.open_details)
+        yield SystemCommand("Bind check (b)", "would a new bind()/listen() work?", self.action_bind_check)
+        yield SystemCommand("Why this port (w)", "who holds the selected socket's port", self.action_why)
+        yield SystemCommand("Clear blocker marks (x)", "forget the last bind check's blockers",
+                            self.action_clear_blockers)
+        yield SystemCommand("Help (?)", "every key", self.action_help)
+
+    # ------------------------------------------------------------ test and benchmark hooks
+
+    async def wait_for(self, condition: Callable[[Views], bool], timeout: float = 30.0) -> Views:
+        """Wait until the applied views satisfy `condition` (tests, benchmarks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            views = self.views
+            if views is not None and condition(views):
+                return views
+            if loop.time() > deadline:
+                raise TimeoutError("sockscope: views did not reach the expected state")
+            await asyncio.sleep(0.01)
+
+    async def settled(self, timeout: float = 30.0) -> Views:
+        """Wait until the views reflect the current settings (filter, sort, grouping)."""
+        version = self.settings.version
+        return await self.wait_for(lambda v: v.settings.version >= version, timeout)
+
+    async def refresh_now(self, full: bool = True, timeout: float = 30.0) -> Views:
+        """Ask for a refresh and wait until its views are applied."""
+        start = time.monotonic()
+        version = self.settings.version
+        self.poller.request(full=full)
+        return await self.wait_for(lambda v: v.frame.started >= start and v.settings.version >= version, timeout)
+

@@ -1,0 +1,294 @@
+"""Columns of the socket panes: what each cell says and how each column sorts.
+
+Pure functions of a row (a `SocketRecord`, or a `GroupRow` in the grouped TIME_WAIT
+view) and a `RenderContext`; no Textual here, so the view builder thread can use the
+sort keys and the table widget can render cells lazily, only for visible rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sockscope.model import SocketRecord
+
+Ident = tuple
+
+
+def ident(rec: Any) -> Ident:
+    """A row's identity across refreshes: (proto, cookie); the 4-tuple when the cookie is
+    unknown (the /proc/net collector); group rows carry their own."""
+    cookie = getattr(rec, "cookie", None)
+    if cookie:
+        return (rec.proto, cookie)
+    if isinstance(rec, SocketRecord):
+        return rec.key
+    return rec.identity
+
+
+@dataclass(slots=True)
+class GroupRow:
+    """One line of the grouped TIME_WAIT view: the TIME_WAITs of one local port or one peer."""
+
+    by: str  # "port" or "peer"
+    value: str  # ":9000" or "127.0.0.1"
+    count: int
+    distinct: int  # peers of a port, or local ports of a peer
+    min_left: float  # seconds, at the snapshot's time
+    max_left: float
+    filter_text: str  # the filter that shows exactly these sockets
+    sort_value: Any = 0
+
+    @property
+    def identity(self) -> Ident:
+        return ("group", self.by, self.value)
+
+
+@dataclass(slots=True)
+class RenderContext:
+    """What cell functions need besides the row."""
+
+    now: float = 0.0  # the clock, for TIME_WAIT seconds left
+    full_taken_at: float = 0.0  # when the records' timers were read
+    groups: dict[tuple[str, str, int], int] = field(default_factory=dict)  # reuseport groups
+    rows: list[Any] = field(default_factory=list)
+    index: int = 0  # the row being rendered
+
+
+@dataclass(slots=True, frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int  # minimum width
+    text: Callable[[Any, RenderContext], str]
+    sort: Callable[[Any], Any] | None = None
+    flex: int = 0  # share of the room left over
+    align: str = "left"
+    priority: int = 0  # columns with a higher number are dropped first when narrow
+    shorten: str = "end"  # "end" or "middle" (addresses: keep the port)
+    max_width: int = 0  # 0 = no maximum
+
+
+# ---------------------------------------------------------------- cell text
+
+
+def flag(value: bool | None, letter: str) -> str:
+    if value is None:
+        return "?"
+    return letter if value else "-"
+
+
+def options_text(r: SocketRecord) -> str:
+    v6 = flag(r.v6only, "6") if r.family == 6 else " "
+    return flag(r.reuseaddr, "A") + flag(r.reuseport, "P") + v6
+
+
+def endpoint(addr: str, port: int, family: int, device: str | None = None, peer: bool = False) -> str:
+    host = f"[{addr}]" if family == 6 else addr
+    if device:
+        host += f"%{device}"
+    if peer and port == 0 and addr in ("0.0.0.0", "::"):
+        return f"{host}:*"
+    return f"{host}:{port}"
+
+
+def local_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    return endpoint(r.local_addr, r.local_port, r.family, r.device)
+
+
+def peer_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    return endpoint(r.peer_addr, r.peer_port, r.family, peer=True)
+
+
+def owner_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    if not r.owners:
+        return ""
+    first = min(r.owners, key=lambda o: (o.pid, o.fd))
+    text = f"{first.process}/{first.pid}"
+    more = len({o.pid for o in r.owners}) - 1
+    if more:
+        text += f" +{more}"
+    return text
+
+
+def user_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    for o in r.owners:
+        if o.user:
+            return o.user
+    return str(r.uid)
+
+
+def net_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    return f"{r.proto}{r.family}"
+
+
+def seconds_left(r: SocketRecord, ctx: RenderContext) -> float | None:
+    if r.timer is None:
+        return None
+    return max(0.0, r.timer.expires_ms / 1000.0 - max(0.0, ctx.now - ctx.full_taken_at))
+
+
+def left_text(r: SocketRecord, ctx: RenderContext) -> str:
+    left = seconds_left(r, ctx)
+    return "" if left is None else f"{left:.0f}s"
+
+
+def timer_text(r: SocketRecord, ctx: RenderContext) -> str:
+    if r.timer is None:
+        return ""
+    left = seconds_left(r, ctx)
+    return f"{r.timer.kind} {left:.1f}s"
+
+
+def group_text(r: SocketRecord, ctx: RenderContext) -> str:
+    key = (r.proto, r.local_addr, r.local_port)
+    n = ctx.groups.get(key, 1)
+    if n < 2:
+        return ""
+    rows, i = ctx.rows, ctx.index
+
+    def same(j: int) -> bool:
+        if 0 <= j < len(rows):
+            o = rows[j]
+            return isinstance(o, SocketRecord) and (o.proto, o.local_addr, o.local_port) == key
+        return False
+
+    up, down = same(i - 1), same(i + 1)
+    glyph = "┌" if down and not up else "│" if up and down else "└" if up else "×"
+    return f"{glyph}{n}"
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+# ---------------------------------------------------------------- sort keys
+
+
+@functools.lru_cache(maxsize=65536)
+def addr_key(addr: str) -> tuple[int, int]:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return (9, 0)
+    return (ip.version, int(ip))
+
+
+def local_key(r: SocketRecord) -> tuple:
+    return (addr_key(r.local_addr), r.local_port)
+
+
+def peer_key(r: SocketRecord) -> tuple:
+    return (addr_key(r.peer_addr), r.peer_port)
+
+
+def port_key(r: SocketRecord) -> tuple:
+    return (r.local_port, addr_key(r.local_addr), r.proto)
+
+
+def owner_key(r: SocketRecord) -> tuple:
+    owners = r.owners
+    if not owners:
+        return ("\uffff", 0)
+    o = min(owners, key=lambda o: (o.pid, o.fd)) if len(owners) > 1 else owners[0]
+    return (o.process, o.pid)
+
+
+def user_key(r: SocketRecord) -> str:
+    return user_text(r)
+
+
+def expires_key(r: SocketRecord) -> int:
+    return r.timer.expires_ms if r.timer is not None else -1
+
+
+def attr(name: str) -> Callable[[Any], Any]:
+    def key(r: Any) -> Any:
+        return getattr(r, name)
+
+    return key
+
+
+# ---------------------------------------------------------------- the panes' columns
+
+NET = Column("net", "Net", 4, net_text, lambda r: (r.proto, r.family))
+STATE = Column("state", "State", 10, lambda r, c: r.state, attr("state"), max_width=10)
+LOCAL = Column("local", "Local", 18, local_text, local_key, flex=3, shorten="middle")
+PEER = Column("peer", "Peer", 18, peer_text, peer_key, flex=3, shorten="middle")
+OPT = Column("opt", "Opt", 3, lambda r, c: options_text(r), options_text)
+OWNER = Column("owner", "Owner", 12, owner_text, owner_key, flex=2)
+USER = Column("user", "User", 8, user_text, user_key, priority=1, max_width=12)
+RECVQ = Column("recv_q", "Recv-Q", 6, lambda r, c: str(r.recv_q), attr("recv_q"), align="right", priority=1)
+SENDQ = Column("send_q", "Send-Q", 6, lambda r, c: str(r.send_q), attr("send_q"), align="right", priority=1)
+BACKLOG = Column("backlog", "Queue", 9, lambda r, c: f"{r.recv_q}/{r.send_q}" if r.proto == "tcp" else str(r.recv_q),
+                 attr("recv_q"), align="right", priority=3)
+TIMER = Column("timer", "Timer", 12, timer_text, expires_key, priority=2)
+LEFT = Column("left", "Left", 5, left_text, expires_key, align="right")
+UID = Column("uid", "UID", 6, lambda r, c: str(r.uid), attr("uid"), align="right", priority=4)
+INODE = Column("inode", "Inode", 9, lambda r, c: str(r.inode), attr("inode"), align="right", priority=5)
+COOKIE = Column("cookie", "Cookie", 10, lambda r, c: str(r.cookie), attr("cookie"), align="right", priority=6)
+GROUP = Column("group", "Grp", 3, group_text, lambda r: (r.proto, addr_key(r.local_addr), r.local_port))
+STATE6 = Column("state", "State", 6, STATE.text, STATE.sort)
+LOCAL_BY_PORT = Column("local", "Local", 18, local_text, port_key, flex=3, shorten="middle")
+
+LISTENING = (GROUP, NET, STATE6, LOCAL_BY_PORT, OPT, OWNER, USER, BACKLOG, UID, INODE, COOKIE)
+ESTABLISHED = (NET, LOCAL, PEER, RECVQ, SENDQ, OWNER, USER, OPT, TIMER, UID, INODE, COOKIE)
+TIMEWAIT = (NET, LOCAL, PEER, LEFT, OPT, COOKIE)
+OTHER = (NET, STATE, LOCAL, PEER, RECVQ, SENDQ, TIMER, OWNER, USER, UID, COOKIE)
+
+
+def _left_range(g: GroupRow, ctx: RenderContext) -> str:
+    gone = max(0.0, ctx.now - ctx.full_taken_at)
+    lo, hi = max(0.0, g.min_left - gone), max(0.0, g.max_left - gone)
+    return f"{lo:.0f}-{hi:.0f}s"
+
+
+TW_GROUPS = (
+    Column("by", "By", 4, lambda g, c: g.by, attr("by")),
+    Column("value", "Local port / peer address", 20, lambda g, c: g.value, attr("sort_value"), flex=3,
+           shorten="middle"),
+    Column("count", "TIME_WAITs", 10, lambda g, c: count(g.count), attr("count"), align="right"),
+    Column("distinct", "Spread", 12,
+           lambda g, c: f"{g.distinct:,} {'peer' if g.by == 'port' else 'port'}{'' if g.distinct == 1 else 's'}", attr("distinct"), align="right"),
+    Column("left", "Left", 9, _left_range, attr("min_left"), align="right"),
+)
+
+PANES: tuple[str, ...] = ("listening", "established", "timewait", "other")
+PANE_TITLES = {"listening": "Listening", "established": "Established", "timewait": "TIME_WAIT", "other": "Other"}
+PANE_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "listening": LISTENING,
+    "established": ESTABLISHED,
+    "timewait": TIMEWAIT,
+    "other": OTHER,
+    "timewait-groups": TW_GROUPS,
+}
+# Default sort per pane: (column key, reverse)
+DEFAULT_SORT: dict[str, tuple[str, bool]] = {
+    "listening": ("local", False),
+    "established": ("local", False),
+    "timewait": ("left", False),
+    "other": ("state", False),
+    "timewait-groups": ("count", True),
+}
+LISTEN_STATES = frozenset({"LISTEN", "UNCONN"})
+
+
+def pane_of(rec: SocketRecord) -> str:
+    state = rec.state
+    if state in LISTEN_STATES:
+        return "listening"
+    if state == "ESTAB":
+        return "established" if rec.proto == "tcp" else "other"
+    if state == "TIME-WAIT":
+        return "timewait"
+    return "other"
+
+
+def column(columns: tuple[Column, ...], key: str) -> Column:
+    for c in columns:
+        if c.key == key:
+            return c
+    return columns[0]

@@ -1,0 +1,23 @@
+"""Messages from the background threads to the app (post_message is thread-safe)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from .views import Views
+
+
+class ViewsReady(Message):
+    """The view builder finished: panes ready to swap in."""
+
+    def __init__(self, views: Views) -> None:
+        super().__init__()
+        self.views = views
+
+
+class CollectorFailed(Message):
+    """The collector thread could not read the sockets (shown in the header, retried)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error

@@ -1,0 +1,8 @@
+"""Screens of the sockscope TUI (all modal, over the main screen)."""
+
+from .bind_check import BindCheckScreen
+from .details import DetailsScreen
+from .help import HelpScreen
+from .why import WhyScreen
+
+__all__ = ["BindCheckScreen", "DetailsScreen", "HelpScreen", "WhyScreen"]

@@ -1,0 +1,68 @@
+"""The filter bar: an input for sockscope.filter expressions, and its error line."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Static
+
+PLACEHOLDER = "text, or an expression: sport = :443 and not state time-wait   (Esc clears, Enter keeps)"
+
+
+class FilterInput(Input):
+    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=True)]
+
+    def action_clear_filter(self) -> None:
+        self.post_message(FilterBar.Cleared())
+
+
+class FilterBar(Vertical):
+    """Hidden until opened with `/`."""
+
+    class Changed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Cleared(Message):
+        pass
+
+    class Done(Message):
+        pass
+
+    def compose(self) -> ComposeResult:
+        yield FilterInput(placeholder=PLACEHOLDER, id="filter-input", compact=True)
+        yield Static("", id="filter-error")
+
+    @property
+    def input(self) -> Input:
+        return self.query_one("#filter-input", Input)
+
+    def open(self) -> None:
+        self.add_class("-open")
+        self.input.focus()
+
+    def close(self) -> None:
+        self.remove_class("-open")
+
+    @property
+    def is_open(self) -> bool:
+        return self.has_class("-open")
+
+    def show_error(self, message: str | None) -> None:
+        err = self.query_one("#filter-error", Static)
+        err.update(message or "")
+        err.set_class(bool(message), "-error")
+
+    @on(Input.Changed, "#filter-input")
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.post_message(self.Changed(event.value))
+
+    @on(Input.Submitted, "#filter-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.post_message(self.Done())

@@ -1,0 +1,102 @@
+"""SVG snapshots of every pane and screen, from a hand-built snapshot (no pids, times or
+sizes of this machine). Update with: pytest tests/test_tui_snapshots.py --snapshot-update"""
+
+from __future__ import annotations
+
+from sockscope.tui import SockscopeApp
+from sockscope.tui.poller import StaticSource
+
+from tui_data import T0, snapshot
+
+
+def make_app() -> SockscopeApp:
+    snap = snapshot()
+    return SockscopeApp(make_source=lambda: StaticSource(snap), interval=3600, clock=lambda: T0 + 5.0,
+                        fixed_time=True)
+
+
+async def ready(pilot) -> None:
+    app = pilot.app
+    await app.wait_for(lambda v: True)
+    await app.settled()
+    app.clear_notifications()
+    await pilot.pause()
+
+
+async def ready_on_nginx(pilot) -> None:
+    await ready(pilot)
+    pilot.app.table("listening").select_identity(("tcp", 1001))
+    await pilot.pause()
+
+
+def test_listening(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=ready)
+
+
+def test_listening_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=ready)
+
+
+def test_established(snap_compare):
+    async def run(pilot):
+        await ready(pilot)
+        await pilot.press("2")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)
+
+
+def test_timewait_grouped_and_flat(snap_compare):
+    async def grouped(pilot):
+        await ready(pilot)
+        await pilot.press("3")
+        await ready(pilot)
+
+    async def flat(pilot):
+        await grouped(pilot)
+        await pilot.press("g")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=grouped)
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=flat)
+
+
+def test_other(snap_compare):
+    async def run(pilot):
+        await ready(pilot)
+        await pilot.press("4")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)
+
+
+def test_filter_error(snap_compare):
+    async def run(pilot):
+        await ready(pilot)
+        await pilot.press("slash", *"sport = :443 and")
+        await ready(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)
+
+
+def test_details(snap_compare):
+    async def run(pilot):
+        await ready_on_nginx(pilot)
+        await pilot.press("enter")
+        screen = pilot.app.screen
+        for _ in range(500):
+            if screen.verdict is not None or screen.verdict_error:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(100, 40), run_before=run)
+
+
+def test_help(snap_compare):
+    async def run(pilot):
+        await ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(100, 40), run_before=run)
