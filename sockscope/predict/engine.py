@@ -272,16 +272,14 @@ def _finish(
     elif verdict == "conflict":
         head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
         count = len(definite)
-        explanation = f"{head}: {count} socket(s) block it. " + " ".join(
-            f"Blocked by {b.reason}." for b in definite[:3]
-        )
-        if count > 3:
-            explanation += f" ... and {count - 3} more."
+        explanation = f"{head}: blocked by {definite[0].reason}."
+        if count > 1:
+            explanation += f" {count - 1} more socket(s) block it too."
     else:
         head = f"{calls} of {label} may fail with EADDRINUSE: the answer hangs on what sockscope could not read."
-        explanation = head + " " + " ".join(f"{b.reason[0].upper()}{b.reason[1:]}." for b in possible[:3])
-        if len(possible) > 3:
-            explanation += f" ... and {len(possible) - 3} more."
+        explanation = f"{head} {possible[0].reason[0].upper()}{possible[0].reason[1:]}."
+        if len(possible) > 1:
+            explanation += f" {len(possible) - 1} more socket(s) may block it too."
     result = Verdict(
         verdict,  # type: ignore[arg-type]
         errno,

@@ -39,10 +39,21 @@ class WhyReport:
             lines.append(f"No {self.proto.upper()} socket uses {where}: any bind would meet no other socket.")
         else:
             lines.append(f"{len(self.holders)} {self.proto.upper()} socket(s) use {where}:")
-            shown = self.holders[:20]
+            # Listeners and bound sockets one by one; connections (often thousands) as counts.
+            ports = [r for r in self.holders if self.proto == "udp" or r.state in ("LISTEN", "UNCONN")]
+            conns = [r for r in self.holders if r not in ports]
+            shown = ports[:20]
             lines.extend(f"  {describe(r)}" for r in shown)
-            if len(self.holders) > len(shown):
-                lines.append(f"  ... and {len(self.holders) - len(shown)} more")
+            if len(ports) > len(shown):
+                lines.append(f"  ... and {len(ports) - len(shown)} more")
+            if conns:
+                counts: dict[str, int] = {}
+                for r in conns:
+                    counts[r.state] = counts.get(r.state, 0) + 1
+                summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+                lines.append(f"  and {len(conns)} connection(s) on this port: {summary}")
+                if len(conns) <= 5:
+                    lines.extend(f"    {describe(r)}" for r in conns)
         groups = {"ok": "Would bind now:", "unknown": "Cannot tell (options unreadable):", "conflict": "Would fail:"}
         for kind, title in groups.items():
             trials = [t for t in self.trials if t.verdict.verdict == kind]
