@@ -198,4 +198,8 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
     )
     for key in sorted(k for k in stats if k.startswith("unknown: ")):
         print(f"  {key}: {stats[key]}")
+    report = os.environ.get("SOCKSCOPE_DIFF_REPORT")
+    if report and wrong:
+        with open(report, "w") as f:
+            f.write("\n\n".join(wrong) + "\n")
     assert not wrong, f"{len(wrong)} wrong definite verdicts:\n" + "\n\n".join(wrong[:5])

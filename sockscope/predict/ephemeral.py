@@ -16,7 +16,7 @@ from .types import Verdict
 
 
 def _takes_port(me: Me, o: Other, w: World, autobind_reuse: bool) -> bool:
-    ra2, rp2, v6only2 = w
+    ra2, rp2, v6only2, _ = w
     if not devices_compatible(me.ifindex, o.rec.ifindex):
         return False
     if me.proto == "tcp":

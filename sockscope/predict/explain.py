@@ -7,7 +7,7 @@ from sockscope.model import SocketRecord
 from .addresses import format_endpoint
 from .rules import ATTRS, Me, Other, World
 
-OPTION_NAMES = {"reuseaddr": "SO_REUSEADDR", "reuseport": "SO_REUSEPORT", "v6only": "IPV6_V6ONLY"}
+OPTION_NAMES = {"reuseaddr": "SO_REUSEADDR", "reuseport": "SO_REUSEPORT", "v6only": "IPV6_V6ONLY", "timewait": ""}
 
 RULE_TEXT = {
     "in-use": "it already uses this address and port, and neither SO_REUSEADDR nor SO_REUSEPORT is set on both sockets",
@@ -67,15 +67,24 @@ def unless_clause(o: Other, blocking: list[World], free: list[World]) -> str:
         for value in (True, False):
             matching = [w for w in o.worlds if w[i] == value]
             if matching and len(matching) < len(o.worlds) and all(w in free for w in matching):
+                if attr == "timewait":
+                    if value:
+                        clauses.append("turns into a TIME_WAIT socket first (an orphan closing), whose uid no longer counts")
+                    continue
                 clauses.append(f"{'has' if value else 'lacks'} {OPTION_NAMES[attr]}")
-    origin = "came from a socket that " if o.timewait else ""
+    origin = "came from a socket that " if o.rec.timewait else ""
     if not clauses:
         return f"depending on options that could not be read ({options_text(o.rec)})"
     return f"unless it {origin}{' or '.join(clauses)}"
 
 
 def unknown_reason(o: Other, rule: str, blocking: list[World], free: list[World]) -> str:
-    why = "TIME_WAIT sockets have no descriptor to read" if o.timewait else "its options could not be read"
+    if o.rec.timewait:
+        why = "TIME_WAIT sockets have no descriptor to read"
+    elif o.timewait:
+        why = "it is closing and may become a TIME_WAIT socket before your bind"
+    else:
+        why = "its options could not be read"
     return f"may block ({why}): it blocks {unless_clause(o, blocking, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
 
 

@@ -17,9 +17,13 @@ from sockscope.model import SocketRecord
 
 from .addresses import BindAddr, bind_addr, rcv_saddr_equal, tcp_overlap, udp_overlap
 
-World = tuple[bool, bool, bool]  # (reuseaddr, reuseport, v6only) of an existing socket
+# (reuseaddr, reuseport, v6only, timewait) of an existing socket. `timewait` varies only for
+# an orphan in FIN-WAIT-1/CLOSING/FIN-WAIT-2, which the kernel turns into a timewait socket
+# any moment (and then stops comparing its uid).
+World = tuple[bool, bool, bool, bool]
 UdpOutcome = Literal["skip", "allow", "block"]
-ATTRS = ("reuseaddr", "reuseport", "v6only")
+ATTRS = ("reuseaddr", "reuseport", "v6only", "timewait")
+ORPHAN_TO_TIMEWAIT = frozenset({"FIN-WAIT-1", "CLOSING", "FIN-WAIT-2"})
 
 # Request sockets (TCP_NEW_SYN_RECV) are not in the bind tables: their listener is.
 NOT_IN_BIND_TABLES = frozenset({"SYN-RECV"})
@@ -54,7 +58,8 @@ class Other:
 
     @property
     def timewait(self) -> bool:
-        return self.rec.timewait
+        """Is (or may become) a timewait socket."""
+        return any(w[3] for w in self.worlds)
 
     def known(self, attr: str) -> bool | None:
         i = ATTRS.index(attr)
@@ -74,7 +79,13 @@ def make_other(rec: SocketRecord) -> Other:
         v6 = (False,)  # the kernel refuses a v4-mapped bind on a V6ONLY socket
     else:
         v6 = _choices(rec.v6only)
-    worlds = [w for w in product(_choices(rec.reuseaddr), _choices(rec.reuseport), v6)]
+    if rec.timewait:
+        tw: tuple[bool, ...] = (True,)
+    elif rec.proto == "tcp" and rec.state in ORPHAN_TO_TIMEWAIT and not rec.inode:
+        tw = (False, True)
+    else:
+        tw = (False,)
+    worlds = [w for w in product(_choices(rec.reuseaddr), _choices(rec.reuseport), v6, tw)]
     return Other(rec, addr, worlds)
 
 
@@ -119,21 +130,21 @@ def infer_from_listeners(others: list[Other]) -> None:
 
 def tcp_blocks(me: Me, o: Other, w: World) -> bool:
     """inet_bind_conflict() plus the address test, in one world."""
-    ra2, rp2, v6only2 = w
+    ra2, rp2, v6only2, tw2 = w
     if not devices_compatible(me.ifindex, o.rec.ifindex):
         return False
     if not tcp_overlap(me.addr, o.addr, me.v6only, v6only2):
         return False
     if me.reuseaddr and ra2 and not o.listening:
         return False
-    if me.reuseport and rp2 and (o.timewait or me.uid == o.rec.uid):
+    if me.reuseport and rp2 and (tw2 or me.uid == o.rec.uid):
         return False
     return True
 
 
 def udp_outcome(me: Me, o: Other, w: World) -> UdpOutcome:
     """One step of udp_lib_lport_inuse(): skip, or the first match decides."""
-    ra2, rp2, v6only2 = w
+    ra2, rp2, v6only2, _ = w
     if me.reuseaddr and ra2:
         return "skip"
     if not devices_compatible(me.ifindex, o.rec.ifindex):
@@ -147,8 +158,8 @@ def udp_outcome(me: Me, o: Other, w: World) -> UdpOutcome:
 
 def tcp_rule(me: Me, o: Other, w: World) -> str:
     """The short code for why `o` blocks `me` in world `w` (which must block)."""
-    ra2, rp2, _ = w
-    if me.reuseport and rp2 and not o.timewait and me.uid != o.rec.uid:
+    ra2, rp2, _, tw2 = w
+    if me.reuseport and rp2 and not tw2 and me.uid != o.rec.uid:
         return "reuseport-uid"
     if me.reuseaddr and ra2 and o.listening:
         return "listener"
@@ -162,7 +173,7 @@ def tcp_rule(me: Me, o: Other, w: World) -> str:
 
 
 def udp_rule(me: Me, o: Other, w: World) -> str:
-    ra2, rp2, _ = w
+    ra2, rp2, _, _ = w
     if me.reuseport and rp2 and me.uid != o.rec.uid:
         return "reuseport-uid"
     if me.reuseaddr != ra2:
@@ -173,8 +184,11 @@ def udp_rule(me: Me, o: Other, w: World) -> str:
 
 
 def fast_reuseport_may_admit(me: Me, others: list[Other]) -> Other | None:
-    """§6: an earlier SO_REUSEPORT socket of the same uid whose address covers ours may have
-    left the port's "strict" fast path set, which admits our bind without the full check."""
+    """§6: the port's SO_REUSEPORT fast path admits an SO_REUSEPORT bind without the full
+    check when the last socket bound there had SO_REUSEPORT, the candidate's uid, and an
+    address covering the candidate's. Which socket bound last is not visible, and a
+    connected socket may have been bound to a wildcard before connect() narrowed its
+    address, so any such socket that *may* match is reported."""
     if me.proto != "tcp" or not me.reuseport:
         return None
     for o in others:
@@ -184,7 +198,11 @@ def fast_reuseport_may_admit(me: Me, others: list[Other]) -> Other | None:
             continue
         if not devices_compatible(me.ifindex, o.rec.ifindex):
             continue
+        origins = [o.addr]
+        if o.rec.state not in ("LISTEN", "UNCONN"):
+            origins.append(bind_addr(o.rec.family, "0.0.0.0" if o.rec.family == 4 else "::"))
         for w in o.worlds:
-            if w[1] and rcv_saddr_equal(o.addr, me.addr, w[2], me.v6only, match_sk2_wildcard=False):
-                return o
+            for origin in origins:
+                if w[1] and rcv_saddr_equal(origin, me.addr, w[2], me.v6only, match_sk2_wildcard=False):
+                    return o
     return None
