@@ -191,6 +191,9 @@ def fast_reuseport_may_admit(me: Me, others: list[Other]) -> Other | None:
     address, so any such socket that *may* match is reported."""
     if me.proto != "tcp" or not me.reuseport:
         return None
+    # A listener without SO_REUSEPORT reset the fast path when it listened, and no socket
+    # overlapping it could bind afterwards: such sockets cannot have set it.
+    resetters = [o for o in others if o.listening and o.known("reuseport") is False]
     for o in others:
         if not any(w[1] for w in o.worlds):
             continue
@@ -202,7 +205,18 @@ def fast_reuseport_may_admit(me: Me, others: list[Other]) -> Other | None:
         if o.rec.state not in ("LISTEN", "UNCONN"):
             origins.append(bind_addr(o.rec.family, "0.0.0.0" if o.rec.family == 4 else "::"))
         for w in o.worlds:
+            if not w[1]:
+                continue
             for origin in origins:
-                if w[1] and rcv_saddr_equal(origin, me.addr, w[2], me.v6only, match_sk2_wildcard=False):
+                if any(_blocked_by_listener(origin, w[2], o, lst) for lst in resetters):
+                    continue
+                if rcv_saddr_equal(origin, me.addr, w[2], me.v6only, match_sk2_wildcard=False):
                     return o
     return None
+
+
+def _blocked_by_listener(origin: BindAddr, v6only: bool, o: Other, lst: Other) -> bool:
+    """Could a socket bound at `origin` never have been bound while `lst` listened?"""
+    if lst is o or not devices_compatible(o.rec.ifindex, lst.rec.ifindex):
+        return False
+    return all(tcp_overlap(origin, lst.addr, v6only, lw[2]) for lw in lst.worlds)
