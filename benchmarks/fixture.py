@@ -238,6 +238,11 @@ def main() -> int:
     p.add_argument("--sockets", type=int, default=100_000)
     p.add_argument("--hold", type=float, default=3600, help="seconds to hold before cleaning up (Ctrl-C ends sooner)")
     args = p.parse_args()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: no namespace left behind
+
+    signal.signal(signal.SIGTERM, stop)
     with Fixture(n=args.sockets) as fx:
         print(f"namespace {fx.netns_name}: {fx.count()} sockets (ss), built in {fx.build_seconds:.1f}s", flush=True)
         print(f"try: sockscope --netns {fx.netns_name}", flush=True)
