@@ -148,6 +148,12 @@ class Collector:
                         r.owners = []
             if os.geteuid() != 0 and self._owners.limitation:
                 notes.append(self._owners.limitation)
+            orphans = sum(1 for r in records if r.inode and not r.owners)
+            if orphans and os.geteuid() == 0:
+                notes.append(
+                    f"{orphans} socket(s) have no visible owner (held by a process in another PID "
+                    "namespace, or closed meanwhile): their owners and reuse options are unknown"
+                )
         if self._options is not None and self.kind == "sockdiag":
             note = self._options.apply(records, complete=complete)
             if note:
