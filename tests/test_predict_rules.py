@@ -193,7 +193,8 @@ def test_dual_stack_client_quirk(lab: Lab) -> None:
 
 def test_devices_separate_listeners(lab: Lab) -> None:
     assert lab.socket(0, "tcp", 4, "0.0.0.0", P, device=DEV, listen=True)
-    ask(lab, "conflict", "EADDRINUSE", addr="0.0.0.0")
+    v = ask(lab, "conflict", "EADDRINUSE", addr="0.0.0.0")
+    assert any("device lo" in s for s in v.suggestions), v.suggestions
     ask(lab, "ok", addr="0.0.0.0", device="lo")
     ask(lab, "conflict", "EADDRINUSE", addr="0.0.0.0", device=DEV)
 

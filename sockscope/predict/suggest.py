@@ -36,6 +36,13 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         if _works(snapshot, replace(cand, **change)):
             out.append(f"{text}: the bind would then succeed.")
             break
+    live_old = [b.socket for b in blockers if b.rule == "old-without-reuseaddr" and not b.socket.timewait]
+    if live_old and cand.reuseaddr:
+        who = ", ".join(sorted({f"{r.process} (pid {r.pid})" for r in live_old if r.pid is not None})) or "the existing socket"
+        out.append(
+            f"Set SO_REUSEADDR on the existing socket too ({who}): Linux requires it on both sockets "
+            "(neither may be listening)."
+        )
     uids = sorted({r.uid for r in recs if not r.timewait and r.reuseport and r.uid != cand.uid})
     for uid in uids:
         if _works(snapshot, replace(cand, reuseport=True, uid=uid)):
@@ -60,6 +67,12 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         if addr != cand.addr and _works(snapshot, replace(cand, addr=addr)):
             out.append(f"Bind {format_endpoint(cand.family, addr, cand.port)} instead: nothing there blocks it.")
             break
+    if not cand.device and recs and all(r.device for r in recs):
+        # Every blocker is bound to a device: a socket bound to another device does not meet them.
+        for name in sorted(facts.interfaces.values()):
+            if _works(snapshot, replace(cand, device=name)):
+                out.append(f"Bind the new socket to device {name} (SO_BINDTODEVICE): sockets on other devices do not conflict.")
+                break
     if cand.port:
         for port in range(cand.port + 1, min(cand.port + MAX_PORT_SEARCH, 65535) + 1):
             if snapshot.busy_ports is not None and (cand.proto, port) in snapshot.busy_ports:
