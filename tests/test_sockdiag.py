@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from kit import Holder
 from scenario import build
 from sockscope.cli.list_cmd import endpoint
 from sockscope.collectors.snapshotter import Collector

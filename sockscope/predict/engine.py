@@ -183,7 +183,7 @@ def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker
     if "block" not in outcomes:
         return [], [], notes
     blockers: list[Blocker] = []
-    for o, seen, rule in deciders.values():
+    for o, _seen, rule in deciders.values():
         if outcomes == {"block"}:
             blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {RULE_TEXT[rule]}", True))
             continue
@@ -303,7 +303,7 @@ def _early_suggestions(errno: str, cand: Candidate, snapshot: Snapshot) -> list[
     facts = snapshot.facts
     if errno == "EACCES":
         return [
-            f"Run as root, or give the program CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep PROGRAM).",
+            "Run as root, or give the program CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep PROGRAM).",
             f"Use a port at or above {facts.ip_unprivileged_port_start}, or lower net.ipv4.ip_unprivileged_port_start.",
         ]
     if errno == "EADDRNOTAVAIL":
