@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 
+from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope.model import STATE_NAMES, Snapshot, SocketRecord
 from sockscope.serialize import records_to_json
 
@@ -99,39 +100,6 @@ def select(snapshot: Snapshot, port: int | None, pid: int | None) -> list[Socket
     return records
 
 
-def _flag(value: bool | None, letter: str) -> str:
-    if value is None:
-        return "?"
-    return letter if value else "-"
-
-
-def endpoint(addr: str, port: int, family: int, device: str | None = None, peer: bool = False) -> str:
-    host = f"[{addr}]" if family == 6 else addr
-    if device:
-        host += f"%{device}"
-    if peer and port == 0 and addr in ("0.0.0.0", "::"):
-        return f"{host}:*"
-    return f"{host}:{port}"
-
-
-def options_text(r: SocketRecord) -> str:
-    v6 = _flag(r.v6only, "6") if r.family == 6 else " "
-    return _flag(r.reuseaddr, "A") + _flag(r.reuseport, "P") + v6
-
-
-def owner_text(r: SocketRecord) -> str:
-    if not r.owners:
-        return ""
-    first = min(r.owners, key=lambda o: (o.pid, o.fd))
-    text = f"{first.process}/{first.pid}"
-    if first.user:
-        text += f" {first.user}"
-    more = len({o.pid for o in r.owners}) - 1
-    if more:
-        text += f" +{more}"
-    return text
-
-
 def _shorten(text: str, width: int) -> str:
     if len(text) <= width:
         return text
@@ -150,7 +118,7 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
             endpoint(r.local_addr, r.local_port, r.family, r.device),
             endpoint(r.peer_addr, r.peer_port, r.family, peer=True),
             options_text(r),
-            owner_text(r),
+            owner_text(r, with_user=True),
         )
         for r in records
     ]

@@ -18,6 +18,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from sockscope.formatting import endpoint
+
 Kind = Literal["any", "mapped", "specific"]
 LOOPBACK4_IPV6 = int(ipaddress.IPv4Address("127.0.0.6"))
 
@@ -114,7 +116,7 @@ def parse_endpoint(text: str) -> tuple[int, str, int, str | None]:
 
 
 def format_endpoint(family: int, addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if family == 6 else f"{addr}:{port}"
+    return endpoint(addr, port, family)
 
 
 def _v4_equal(a1: int, a2: int, sk2_v6only: bool, match1: bool, match2: bool) -> bool:

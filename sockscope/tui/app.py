@@ -24,7 +24,9 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from sockscope.model import SocketRecord
 
-from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident, endpoint
+from sockscope.formatting import endpoint
+
+from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
 from .messages import CollectorFailed, ViewsReady
 from .poller import CollectorSource, Poller, Source
 from .views import BuildQueue, Settings, ViewBuilder, Views

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope.model import SocketRecord
 
 Ident = tuple
@@ -75,26 +76,6 @@ class Column:
 # ---------------------------------------------------------------- cell text
 
 
-def flag(value: bool | None, letter: str) -> str:
-    if value is None:
-        return "?"
-    return letter if value else "-"
-
-
-def options_text(r: SocketRecord) -> str:
-    v6 = flag(r.v6only, "6") if r.family == 6 else " "
-    return flag(r.reuseaddr, "A") + flag(r.reuseport, "P") + v6
-
-
-def endpoint(addr: str, port: int, family: int, device: str | None = None, peer: bool = False) -> str:
-    host = f"[{addr}]" if family == 6 else addr
-    if device:
-        host += f"%{device}"
-    if peer and port == 0 and addr in ("0.0.0.0", "::"):
-        return f"{host}:*"
-    return f"{host}:{port}"
-
-
 def local_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
     return endpoint(r.local_addr, r.local_port, r.family, r.device)
 
@@ -103,15 +84,8 @@ def peer_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
     return endpoint(r.peer_addr, r.peer_port, r.family, peer=True)
 
 
-def owner_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
-    if not r.owners:
-        return ""
-    first = min(r.owners, key=lambda o: (o.pid, o.fd))
-    text = f"{first.process}/{first.pid}"
-    more = len({o.pid for o in r.owners}) - 1
-    if more:
-        text += f" +{more}"
-    return text
+def owner_cell(r: SocketRecord, ctx: RenderContext | None = None) -> str:
+    return owner_text(r)
 
 
 def user_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
@@ -219,7 +193,7 @@ STATE = Column("state", "State", 10, lambda r, c: r.state, attr("state"), max_wi
 LOCAL = Column("local", "Local", 18, local_text, local_key, flex=3, shorten="middle")
 PEER = Column("peer", "Peer", 18, peer_text, peer_key, flex=3, shorten="middle")
 OPT = Column("opt", "Opt", 3, lambda r, c: options_text(r), options_text)
-OWNER = Column("owner", "Owner", 12, owner_text, owner_key, flex=2)
+OWNER = Column("owner", "Owner", 12, owner_cell, owner_key, flex=2)
 USER = Column("user", "User", 8, user_text, user_key, priority=1, max_width=12)
 RECVQ = Column("recv_q", "Recv-Q", 6, lambda r, c: str(r.recv_q), attr("recv_q"), align="right", priority=1)
 SENDQ = Column("send_q", "Send-Q", 6, lambda r, c: str(r.send_q), attr("send_q"), align="right", priority=1)

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Label, Static
 
 from sockscope.model import Snapshot, SocketRecord
 
-from ..columns import endpoint, flag
+from sockscope.formatting import endpoint, flag, options_text
 from .predictor import default_candidate, run_check, verdict_text
 
 
@@ -74,8 +74,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
         field("IPV6_V6ONLY", _opt(rec.v6only, src.get("v6only")))
     else:
         field("IPV6_V6ONLY", "n/a (IPv4)", "dim")
-    field("flags", flag(rec.reuseaddr, "A") + flag(rec.reuseport, "P") + (flag(rec.v6only, "6") if rec.family == 6
-                                                                           else " "))
+    field("flags", options_text(rec))
     head("Owners")
     if not rec.owners:
         t.append("  none known" + (" (TIME_WAIT sockets have no owner)" if rec.state == "TIME-WAIT" else "") + "\n")
