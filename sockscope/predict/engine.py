@@ -125,11 +125,11 @@ def _others(snapshot: Snapshot, me: Me, port: int) -> list[Other]:
     return [make_other(r) for r in snapshot.on_port(me.proto, port) if r.state not in NOT_IN_BIND_TABLES or me.proto == "udp"]
 
 
-def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], dict[int, str]]:
-    """The port check: (definite blockers, possible blockers, decisive notes)."""
+def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
+    """The port check: (definite blockers, possible blockers, notes)."""
     definite: list[Blocker] = []
     possible: list[Blocker] = []
-    notes: dict[int, str] = {}
+    notes: list[str] = []
     if me.proto == "tcp":
         for o in others:
             results = [(w, tcp_blocks(me, o, w)) for w in o.worlds]
@@ -144,56 +144,54 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
                     reason += " (its options inferred from the listener it shares the port with)"
                 definite.append(Blocker(o.rec, rule, reason, True))
             else:
-                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, blocking, free)}", False))
+                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, free)}", False))
         return definite, possible, notes
     return _udp_chain(me, others)
 
 
-def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], dict[int, str]]:
+def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
     """udp_lib_lport_inuse(): the first overlapping socket in chain order decides.
 
     The dump gives each family's chain order, but IPv4 and IPv6 are dumped separately, so
     their interleaving is unknown: evaluate both concatenations, which together contain
     every possible first decider."""
+    # Each socket's outcome in each of its possible worlds, computed once.
+    results = {id(o): [(w, udp_outcome(me, o, w)) for w in o.worlds] for o in others}
     v4 = [o for o in others if o.rec.family == 4]
     v6 = [o for o in others if o.rec.family == 6]
     orders = [v4 + v6, v6 + v4] if v4 and v6 else [v4 + v6]
     outcomes: set[str] = set()
-    deciders: dict[int, tuple[Other, set[str], str]] = {}
+    deciders: dict[int, Other] = {}  # sockets that may decide with "block"
     for order in orders:
         for o in order:
-            seen = {udp_outcome(me, o, w) for w in o.worlds}
-            blocking_world = next((w for w in o.worlds if udp_outcome(me, o, w) == "block"), None)
-            if "allow" in seen:
-                outcomes.add("allow")
+            seen = {outcome for _, outcome in results[id(o)]}
+            outcomes |= seen - {"skip"}
             if "block" in seen:
-                outcomes.add("block")
-                assert blocking_world is not None
-                deciders.setdefault(id(o), (o, seen, udp_rule(me, o, blocking_world)))
+                deciders.setdefault(id(o), o)
             if "skip" not in seen:
                 break
         else:
             outcomes.add("allow")
-    notes: dict[int, str] = {}
+    notes: list[str] = []
     if outcomes == {"allow", "block"} and len(orders) == 2:
-        notes[0] = (
+        notes.append(
             "UDP lets the first overlapping socket in the port's hash chain decide, and the kernel "
             "dumps IPv4 and IPv6 sockets separately, so which one comes first here is unknown"
         )
     if "block" not in outcomes:
         return [], [], notes
+    definite = outcomes == {"block"}
     blockers: list[Blocker] = []
-    for o, _seen, rule in deciders.values():
-        if outcomes == {"block"}:
-            blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {RULE_TEXT[rule]}", True))
-            continue
-        blocking = [w for w in o.worlds if udp_outcome(me, o, w) == "block"]
-        free = [w for w in o.worlds if w not in blocking]
-        text = unknown_reason(o, rule, blocking, free) if free else f"may decide first: {RULE_TEXT[rule]}"
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", False))
-    if outcomes == {"block"}:
-        return blockers, [], notes
-    return [], blockers, notes
+    for o in deciders.values():
+        blocking = [w for w, outcome in results[id(o)] if outcome == "block"]
+        free = [w for w, outcome in results[id(o)] if outcome != "block"]
+        rule = udp_rule(me, o, blocking[0])
+        if definite:
+            text = RULE_TEXT[rule]
+        else:
+            text = unknown_reason(o, rule, free) if free else f"may decide first: {RULE_TEXT[rule]}"
+        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite))
+    return (blockers, [], notes) if definite else ([], blockers, notes)
 
 
 def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
@@ -218,21 +216,20 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     others = _others(snapshot, me, cand.port)
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
-    verdict_notes = list(notes.values())
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
     if definite:
         fast = fast_reuseport_may_admit(me, others)
         if fast is not None:
-            verdict_notes.append(
+            notes.append(
                 "The kernel keeps a per-port SO_REUSEPORT fast path (kernel-bind-rules §6): because "
                 f"{describe(fast.rec)} has the same uid and an address covering {endpoint}, the kernel may "
                 "admit this bind without checking the sockets above, so the outcome is not certain"
             )
-            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, verdict_notes, suggest=suggest)
-        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, verdict_notes, suggest=suggest)
+            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
     if possible:
-        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, verdict_notes, suggest=suggest)
-    return _finish(snapshot, cand, me, "ok", None, [], [], label, verdict_notes, others=others, suggest=suggest)
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
 
 
 def _finish(

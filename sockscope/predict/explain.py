@@ -22,7 +22,6 @@ RULE_TEXT = {
     "new-without-reuseaddr": "it has SO_REUSEADDR and is not listening, so SO_REUSEADDR on the new socket too would let both bind",
     "reuseport-one-side": "SO_REUSEPORT shares a port only when every socket of the group sets it, and here only one side does",
     "reuseport-uid": "both set SO_REUSEPORT, but a reuseport group needs one owner uid and they differ",
-    "udp-in-use": "it is the first socket of the port's chain that overlaps, and it does not allow sharing",
 }
 
 
@@ -60,7 +59,7 @@ def options_text(rec: SocketRecord) -> str:
     return ", ".join(parts)
 
 
-def unless_clause(o: Other, blocking: list[World], free: list[World]) -> str:
+def unless_clause(o: Other, free: list[World]) -> str:
     """What unknown option value would make `o` harmless: "unless it has SO_REUSEADDR"."""
     clauses: list[str] = []
     for i, attr in enumerate(ATTRS):
@@ -78,14 +77,14 @@ def unless_clause(o: Other, blocking: list[World], free: list[World]) -> str:
     return f"unless it {origin}{' or '.join(clauses)}"
 
 
-def unknown_reason(o: Other, rule: str, blocking: list[World], free: list[World]) -> str:
+def unknown_reason(o: Other, rule: str, free: list[World]) -> str:
     if o.rec.timewait:
         why = "TIME_WAIT sockets have no descriptor to read"
     elif o.timewait:
         why = "it is closing and may become a TIME_WAIT socket before your bind"
     else:
         why = "its options could not be read"
-    return f"may block ({why}): it blocks {unless_clause(o, blocking, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
+    return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
 
 
 def candidate_text(me: Me, listen: bool) -> str:

@@ -112,7 +112,7 @@ def infer_from_listeners(others: list[Other]) -> None:
     SO_REUSEADDR or SO_REUSEPORT with it. The kernel's per-port caches (§6) can bend this,
     which the predictor reports separately.
     """
-    listeners = [o for o in others if o.listening and len(o.worlds) >= 1 and o.known("reuseaddr") is not None and o.known("reuseport") is not None]
+    listeners = [o for o in others if o.listening and o.known("reuseaddr") is not None and o.known("reuseport") is not None]
     if not listeners:
         return
     for o in others:
