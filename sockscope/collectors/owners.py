@@ -65,7 +65,7 @@ class OwnerIndex:
         self._scanned = False
         self._full_at = 0.0
         self._full_cost = 0.0
-        self._last_wanted: set[int] = set()
+        self._last_wanted: set[int] | frozenset[int] = frozenset()
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -119,7 +119,7 @@ class OwnerIndex:
         # Sockets that left the dump since last time: the fd numbers that held them may now
         # hold new sockets (fd numbers are reused), so those fds are read again.
         stale = self._last_wanted - wanted
-        self._last_wanted = set(wanted)
+        self._last_wanted = wanted  # never mutated: no copy of 100,000 inodes
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
         if len(found) == len(wanted):
@@ -133,7 +133,7 @@ class OwnerIndex:
         return found
 
     def _full(self, wanted: set[int], now: float) -> dict[int, list[Owner]]:
-        self._last_wanted = set(wanted)
+        self._last_wanted = wanted
         self._scan(incremental=False)
         self._full_cost = time.monotonic() - now
         self._full_at = now

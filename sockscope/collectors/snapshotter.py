@@ -139,19 +139,21 @@ class Collector:
         notes: list[str] = []
         if self._owners is not None:
             owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
+            unowned = 0
             for r in records:
                 if r.inode:
                     found = owners.get(r.inode)
                     if found is not None:
                         r.owners = found
-                    elif r.owners:
-                        r.owners = []
+                    else:
+                        unowned += 1
+                        if r.owners:
+                            r.owners = []
             if os.geteuid() != 0 and self._owners.limitation:
                 notes.append(self._owners.limitation)
-            orphans = sum(1 for r in records if r.inode and not r.owners)
-            if orphans and os.geteuid() == 0:
+            if unowned and os.geteuid() == 0:
                 notes.append(
-                    f"{orphans} socket(s) have no visible owner (held by a process in another PID "
+                    f"{unowned} socket(s) have no visible owner (held by a process in another PID "
                     "namespace, or closed meanwhile): their owners and reuse options are unknown"
                 )
         if self._options is not None and self.kind == "sockdiag":
