@@ -64,6 +64,40 @@ class Owner:
         return {"pid": self.pid, "fd": self.fd, "process": self.process, "user": self.user}
 
 
+@dataclass(slots=True, frozen=True)
+class NetnsRef:
+    """A network namespace: its identity is the inode of /proc/PID/ns/net (a name can be
+    deleted and re-created for another namespace). `kind`: "host", "netns" (an `ip netns`
+    name), "container", "process" (named after its main process), "mount" (bind-mounted)."""
+
+    inode: int
+    name: str
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inode": self.inode, "name": self.name, "kind": self.kind}
+
+
+@dataclass(slots=True, frozen=True)
+class BindBucket:
+    """One TCP port's bind bucket (struct inet_bind_bucket), read by a BPF iterator.
+
+    It decides the kernel's bind() fast path (kernel-bind-rules.md §6). `fastreuse` and
+    `fastreuseport` are the kernel's own numbers (-1, 0, 1; fastreuseport 1 = ANY,
+    2 = STRICT). The `fast_*` fields are meaningful only while fastreuseport > 0 and are
+    None otherwise. `l3mdev` is the bucket's L3 master device index (VRF), 0 for none."""
+
+    port: int
+    l3mdev: int
+    fastreuse: int
+    fastreuseport: int
+    fastuid: int | None = None
+    fast_rcv_saddr: str | None = None  # IPv4, as ipaddress prints it
+    fast_v6_rcv_saddr: str | None = None
+    fast_sk_family: int | None = None  # 4 or 6
+    fast_ipv6_only: bool | None = None
+
+
 @dataclass(slots=True)
 class Timer:
     kind: str  # "on" (retransmit), "keepalive", "timewait", "persist"
@@ -102,9 +136,12 @@ class SocketRecord:
     send_q: int = 0
     timer: Timer | None = None
     order: int = 0
-    # Where each option came from: "read" (getsockopt), "remembered" (seen by cookie earlier),
-    # "diag" (sock_diag attribute), "inferred". Absent key = unknown.
+    # Where each option came from: "kernel" (read from the kernel's own socket by a BPF
+    # iterator), "read" (getsockopt on a pidfd_getfd duplicate), "remembered" (seen by cookie
+    # earlier), "diag" (sock_diag attribute), "inferred". Absent key = unknown.
     option_source: dict[str, str] | None = None
+    # The network namespace the socket lives in; None when only one namespace is read.
+    netns: NetnsRef | None = None
 
     @property
     def pid(self) -> int | None:
@@ -226,6 +263,8 @@ class Snapshot:
     # Set when the snapshot keeps only one port's sockets: every (proto, port) that had a
     # socket, so that nothing claims another port is free without having looked.
     busy_ports: frozenset[tuple[str, int]] | None = None
+    # TCP bind buckets by local port, when a BPF iterator could read them; None = not read.
+    tcp_buckets: dict[int, list[BindBucket]] | None = None
     _by_port: dict[tuple[str, int], list[SocketRecord]] | None = field(default=None, repr=False)
 
     def on_port(self, proto: str, port: int) -> list[SocketRecord]:
