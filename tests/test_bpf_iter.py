@@ -241,3 +241,83 @@ def test_pidfd_only_for_bound_only_tcp(netns, holders):
     assert recs[7010].option_source["reuseaddr"] == "read" and recs[7010].reuseaddr is True
     assert recs[7011].option_source["reuseaddr"] == "kernel" and recs[7011].reuseport is True
     assert reads == 1  # one duplicate descriptor, for the bound-only socket only
+
+
+def _in_child(netns, fn):
+    """Run fn() in a forked child inside `netns`; return its repr()-ed result."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            setns(netns.path)
+            os.write(w, repr(fn()).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(w, repr(("error", f"{type(exc).__name__}: {exc}")).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    result = eval(data.decode())  # our own child's repr of plain values
+    assert os.waitstatus_to_exitcode(status) == 0, result
+    return result
+
+
+def _flags_of(port: int, drop_to: int | None = None, seccomp: bool = False, use_bpf: bool = True):
+    def run():
+        if seccomp:
+            from kit.seccomp import refuse_bpf
+            from sockscope.collectors.bpf.syscall import syscall_number
+            refuse_bpf(syscall_number())
+        if drop_to is not None:
+            os.setgroups([])
+            os.setresgid(drop_to, drop_to, drop_to)
+            os.setresuid(drop_to, drop_to, drop_to)
+        with Collector(use_bpf=use_bpf) as collector:
+            snaps = [collector.snapshot() for _ in range(3)]
+            loads = collector._kernel._tried if collector._kernel else None
+        rec = [x for x in snaps[-1].sockets if x.local_port == port][0]
+        return (rec.reuseaddr, rec.reuseport, dict(rec.option_source or {}), [s.limitation for s in snaps],
+                snaps[-1].tcp_buckets, loads)
+    return run
+
+
+def test_bpf_refused_by_seccomp_falls_back_to_pidfd(netns, holders):
+    h = holders(1001)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7300)
+    h.listen(s)
+    ra, rp, src, limitations, buckets, _ = _in_child(netns, _flags_of(7300, seccomp=True))
+    assert (ra, rp) == (True, False)  # today's answer, read with pidfd_getfd
+    assert src["reuseaddr"] == "read"
+    assert buckets is None
+    for lim in limitations:  # the same single line every refresh
+        assert lim == limitations[0]
+        assert "bpf() refused (EPERM" in lim and "\n" not in lim
+
+
+def test_not_root_says_why_and_keeps_todays_answers(netns, holders):
+    h = holders(0)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7301)
+    h.listen(s)
+    mine = holders(1002)
+    m = mine.socket("tcp", 4, reuseport=True)
+    mine.bind(m, "127.0.0.1", 7302)
+    mine.listen(m)
+    ra, rp, src, limitations, buckets, _ = _in_child(netns, _flags_of(7301, drop_to=1002))
+    assert (ra, rp) == (None, None) and buckets is None
+    assert "not root and no CAP_BPF+CAP_PERFMON" in limitations[-1]
+    for port in (7301, 7302):
+        got = _in_child(netns, _flags_of(port, drop_to=1002))
+        today = _in_child(netns, _flags_of(port, drop_to=1002, use_bpf=False))
+        assert got[:3] == today[:3]
+        # today's notes, plus the one line on BPF
+        assert set(today[3][-1].split("; ")) <= set(got[3][-1].split("; "))
+        assert len(got[3][-1].split("; ")) == len(today[3][-1].split("; ")) + 1
