@@ -318,6 +318,7 @@ def test_not_root_says_why_and_keeps_todays_answers(netns, holders):
         got = _in_child(netns, _flags_of(port, drop_to=1002))
         today = _in_child(netns, _flags_of(port, drop_to=1002, use_bpf=False))
         assert got[:3] == today[:3]
-        # today's notes, plus the one line on BPF
-        assert set(today[3][-1].split("; ")) <= set(got[3][-1].split("; "))
+        # today's notes (counts of host processes vary between runs), plus the one line on BPF
+        notes = lambda text: {re.sub(r"\d+", "N", n) for n in text.split("; ")}  # noqa: E731
+        assert notes(today[3][-1]) <= notes(got[3][-1])
         assert len(got[3][-1].split("; ")) == len(today[3][-1].split("; ")) + 1
