@@ -113,7 +113,7 @@ def _set(rec: SocketRecord, ra: bool, rp: bool, v6: bool, dev: int, facts: HostF
         src = rec.option_source = {}
     src["reuseaddr"] = KERNEL
     src["reuseport"] = KERNEL
-    if rec.family == 6:
+    if rec.family == 6 and src.get("v6only") != "diag":  # sock_diag's is the kernel's too
         rec.v6only = v6
         src["v6only"] = KERNEL
     if dev and rec.device is None:
