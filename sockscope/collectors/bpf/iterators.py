@@ -32,7 +32,7 @@ TCP_NEW_SYN_RECV = 12
 
 
 def pin_name(proto: str) -> str:
-    return f"{proto}.v{LAYOUT_VERSION}"
+    return f"{proto}_v{LAYOUT_VERSION}"  # bpffs refuses names with a dot
 
 
 class BpfUnavailable(Exception):
