@@ -184,7 +184,7 @@ def test_cookie_sets_equal_ss(scene):
         fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         setns(ns.path)
         try:
-            tcp, udp = set(its.read("tcp")), set(its.read("udp"))
+            tcp, udp = set(its.read("tcp").rows), set(its.read("udp").rows)
         finally:
             os.setns(fd, 0) if hasattr(os, "setns") else setns(f"/proc/self/fd/{fd}")
             os.close(fd)
