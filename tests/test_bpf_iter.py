@@ -385,3 +385,67 @@ def test_unpin_removes_the_pins(netns):
         return before, os.path.exists(PIN_DIR)
 
     assert _in_child(netns, run) == (["tcp_v1", "udp_v1"], False)
+
+
+def test_owners_from_the_task_file_iterator_equal_the_proc_scan(netns, holders):
+    import threading
+
+    a, b = holders(0), holders(1001)
+    for h, port in ((a, 7500), (b, 7501)):
+        s = h.socket("tcp", 4)
+        h.bind(s, "127.0.0.1", port)
+        h.listen(s)
+        c = h.socket("tcp", 4)
+        h.connect(c, "127.0.0.1", port)
+        h.accept(s)
+        u = h.socket("udp", 6)
+        h.bind(u, "::1", port)
+    shared = a.socket("udp", 4)
+    a.bind(shared, "127.0.0.1", 7502)
+    sibling = a.call("fork_share")  # a second process holding every socket of `a`
+    # a process whose sockets were opened by a second thread
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            setns(netns.path)
+            keep = []
+
+            def opener() -> None:
+                for port in (7503, 7504):
+                    s = socket.socket()
+                    s.bind(("127.0.0.1", port))
+                    s.listen()
+                    keep.append(s)
+
+            t = threading.Thread(target=opener)
+            t.start()
+            t.join()
+            idle = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+            idle.start()  # a live thread too
+            os.write(w, b"ok")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and os.getppid() != 1:
+                time.sleep(0.05)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 2) == b"ok"
+        owners = {}
+        for use_bpf in (True, False):
+            with Collector(netns=netns.name, use_bpf=use_bpf) as collector:
+                snap = collector.snapshot()
+                if use_bpf:
+                    assert collector._task_files is not None and collector._task_files.unavailable is None
+            owners[use_bpf] = {r.inode: sorted((o.pid, o.fd, o.process, o.user) for o in r.owners)
+                               for r in snap.sockets if r.inode}
+        assert owners[True] == owners[False]
+        pids = {o[0] for os_ in owners[True].values() for o in os_}
+        assert {a.pid, b.pid, sibling, pid} <= pids
+        assert len(owners[True]) >= 9
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(r)
