@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from kit.netns import Netns, setns  # noqa: E402
+from kit.netns import Netns, setns
 
 PORT = 8080
 

@@ -14,8 +14,20 @@ from collections.abc import Iterable, Sequence
 from sockscope.model import BindBucket, HostFacts, SocketRecord
 
 from .iterators import (
-    DEV, HAS_TB2, PIN_DIR, RA, RP, STATE, TB2_FASTREUSE, TB2_FASTREUSEPORT, TCP_NEW_SYN_RECV, UDP_BUCKET, V6,
-    BpfUnavailable, SocketIterators, Table,
+    DEV,
+    HAS_TB2,
+    PIN_DIR,
+    RA,
+    RP,
+    STATE,
+    TB2_FASTREUSE,
+    TB2_FASTREUSEPORT,
+    TCP_NEW_SYN_RECV,
+    UDP_BUCKET,
+    V6,
+    BpfUnavailable,
+    SocketIterators,
+    Table,
 )
 
 KERNEL = "kernel"

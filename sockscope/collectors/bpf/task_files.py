@@ -16,7 +16,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import btf as btf_mod
-from .asm import FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, AND, Asm
+from .asm import AND, FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, Asm
 from .btf import BtfError
 from .iterators import BpfUnavailable
 from .programs import LICENSE, KernelInfo
@@ -126,7 +126,7 @@ class TaskFileOwners:
         self._tried = False
         self.unavailable: str | None = None
 
-    def __call__(self, index: "OwnerIndex") -> tuple[dict, dict, dict] | None:
+    def __call__(self, index: OwnerIndex) -> tuple[dict, dict, dict] | None:
         """(inode -> owners, pid -> {fd name: inode}, pid -> [(inode, Owner)]) as
         OwnerIndex._scan builds them, from one iterator read; None = use the scan."""
         from sockscope.model import Owner
