@@ -102,6 +102,7 @@ class Table:
         self.rp = tuple((b >> rp.shift) & rp.mask != 0 for b in range(256))
         self.v6 = tuple((b >> v6.shift) & v6.mask != 0 for b in range(256))
         self._buckets: dict[bytes, BindBucket | None] = {}
+        self._all: list[BindBucket] | None = None
         self.chain_pos: dict[int, int] = {}
         if proto == "tcp":
             self.rows = {t[0]: t for t in struct.iter_unpack(_TCP_FMT, data)}
@@ -142,10 +143,12 @@ class Table:
         """Every distinct bucket the iterated sockets hang on."""
         if self.proto != "tcp":
             return []
-        bucket = self.bucket
-        for row in self.rows.values():
-            bucket(row)
-        return [b for b in self._buckets.values() if b is not None]
+        if self._all is None:  # a reused read is asked again: decode once
+            bucket = self.bucket
+            for row in self.rows.values():
+                bucket(row)
+            self._all = [b for b in self._buckets.values() if b is not None]
+        return self._all
 
     def flags(self, cookie: int) -> KernelFlags | None:
         t = self.rows.get(cookie)
