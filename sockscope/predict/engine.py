@@ -21,6 +21,7 @@ from sockscope.model import HostFacts, Snapshot
 
 from .addresses import EndpointError, bind_addr, format_endpoint
 from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
+from .fastpath import FastPath, tcp_fast_path
 from .rules import (
     NOT_IN_BIND_TABLES,
     Me,
@@ -217,6 +218,9 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
+    bucket_path = tcp_fast_path(snapshot.tcp_buckets, me)
+    if bucket_path is not None:
+        return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others, suggest)
     if definite:
         fast = fast_reuseport_may_admit(me, others)
         if fast is not None:
@@ -226,6 +230,38 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
                 "admit this bind without checking the sockets above, so the outcome is not certain"
             )
             return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
+    if possible:
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+
+
+def _with_bucket(
+    snapshot: Snapshot,
+    cand: Candidate,
+    me: Me,
+    fast: FastPath,
+    definite: list[Blocker],
+    possible: list[Blocker],
+    label: str,
+    notes: list[str],
+    others: list[Other],
+    suggest: bool,
+) -> Verdict:
+    """The TCP verdict when the port's bind bucket was read: the kernel's fast path first
+    (fastpath.py), then the per-socket rule for what it does not skip."""
+    if fast.status == "admits":
+        if definite or possible:
+            notes.append(f"The per-socket rule alone would refuse this bind, but {fast.reason}")
+        if not (cand.listen and (definite or possible)) or fast.listen_skips_check:
+            return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+        # listen() runs the full check again, and only an SO_REUSEPORT socket skips it there.
+        verdict = "conflict" if definite else "unknown"
+        return _finish(snapshot, cand, me, verdict, "EADDRINUSE" if definite else None, definite, possible, label, notes, suggest=suggest, stage="listen")
+    if fast.status == "unknown" and (definite or possible):
+        notes.append(f"The kernel's per-port fast path may admit this bind without the check: {fast.reason}")
+        return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+    if definite:
         return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
     if possible:
         return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
@@ -244,6 +280,7 @@ def _finish(
     notes: list[str],
     others: list[Other] | None = None,
     suggest: bool = True,
+    stage: str = "bind",
 ) -> Verdict:
     from .suggest import suggestions_for
 
@@ -267,7 +304,10 @@ def _finish(
         else:
             explanation = f"{calls} of {label} would succeed: no socket uses port {cand.port}."
     elif verdict == "conflict":
-        head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
+        if stage == "listen":
+            head = f"bind() of {label} would succeed, then listen() would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
+        else:
+            head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
         count = len(definite)
         explanation = f"{head}: blocked by {definite[0].reason}."
         if count > 1:
@@ -280,7 +320,7 @@ def _finish(
     result = Verdict(
         verdict,  # type: ignore[arg-type]
         errno,
-        "bind" if verdict == "conflict" else None,
+        stage if verdict == "conflict" else None,  # type: ignore[arg-type]
         blockers=blockers,
         explanation=explanation,
         notes=notes,
