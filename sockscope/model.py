@@ -142,6 +142,22 @@ class SocketRecord:
     option_source: dict[str, str] | None = None
     # The network namespace the socket lives in; None when only one namespace is read.
     netns: NetnsRef | None = None
+    # Read by the BPF socket iterators (collectors/bpf/); None = not read (no BPF, or a socket
+    # the iterator does not walk: TCP bound-only sockets, request sockets for the buckets).
+    # bind_bucket: the TCP port's struct inet_bind_bucket this socket hangs on (icsk_bind_hash,
+    #   or tw_tb for TIME-WAIT); the same object as in Snapshot.tcp_buckets[local_port].
+    # bind2_fastreuse / bind2_fastreuseport: the fast-path fields of its struct
+    #   inet_bind2_bucket (one per port + address + l3mdev: icsk_bind2_hash / tw_tb2), the
+    #   kernel's own numbers (-1, 0, 1 / 0, 1 = ANY, 2 = STRICT).
+    # udp_bucket: the slot bpf_iter_udp walked this UDP socket in (on Linux 6.18 the hash2
+    #   port+address slot); udp_chain_pos: its 0-based position in that slot's chain, which
+    #   is the order the kernel's lookup scans it (last bound first; IPv6 SO_REUSEPORT
+    #   sockets appended at the tail).
+    bind_bucket: BindBucket | None = None
+    bind2_fastreuse: int | None = None
+    bind2_fastreuseport: int | None = None
+    udp_bucket: int | None = None
+    udp_chain_pos: int | None = None
 
     @property
     def pid(self) -> int | None:
