@@ -31,10 +31,9 @@ from .rules import (
     make_other,
     tcp_blocks,
     tcp_rule,
-    udp_outcome,
-    udp_rule,
 )
 from .types import Blocker, Candidate, Verdict
+from .udpchain import udp_chain
 
 ERRNO_TEXT = {
     "EADDRINUSE": "Address already in use",
@@ -147,52 +146,7 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
             else:
                 possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, free)}", False))
         return definite, possible, notes
-    return _udp_chain(me, others)
-
-
-def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
-    """udp_lib_lport_inuse(): the first overlapping socket in chain order decides.
-
-    The dump gives each family's chain order, but IPv4 and IPv6 are dumped separately, so
-    their interleaving is unknown: evaluate both concatenations, which together contain
-    every possible first decider."""
-    # Each socket's outcome in each of its possible worlds, computed once.
-    results = {id(o): [(w, udp_outcome(me, o, w)) for w in o.worlds] for o in others}
-    v4 = [o for o in others if o.rec.family == 4]
-    v6 = [o for o in others if o.rec.family == 6]
-    orders = [v4 + v6, v6 + v4] if v4 and v6 else [v4 + v6]
-    outcomes: set[str] = set()
-    deciders: dict[int, Other] = {}  # sockets that may decide with "block"
-    for order in orders:
-        for o in order:
-            seen = {outcome for _, outcome in results[id(o)]}
-            outcomes |= seen - {"skip"}
-            if "block" in seen:
-                deciders.setdefault(id(o), o)
-            if "skip" not in seen:
-                break
-        else:
-            outcomes.add("allow")
-    notes: list[str] = []
-    if outcomes == {"allow", "block"} and len(orders) == 2:
-        notes.append(
-            "UDP lets the first overlapping socket in the port's hash chain decide, and the kernel "
-            "dumps IPv4 and IPv6 sockets separately, so which one comes first here is unknown"
-        )
-    if "block" not in outcomes:
-        return [], [], notes
-    definite = outcomes == {"block"}
-    blockers: list[Blocker] = []
-    for o in deciders.values():
-        blocking = [w for w, outcome in results[id(o)] if outcome == "block"]
-        free = [w for w, outcome in results[id(o)] if outcome != "block"]
-        rule = udp_rule(me, o, blocking[0])
-        if definite:
-            text = RULE_TEXT[rule]
-        else:
-            text = unknown_reason(o, rule, free) if free else f"may decide first: {RULE_TEXT[rule]}"
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite))
-    return (blockers, [], notes) if definite else ([], blockers, notes)
+    return udp_chain(me, others)
 
 
 def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
