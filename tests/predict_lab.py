@@ -65,6 +65,13 @@ class Lab:
         self.live.append(s)
         return s
 
+    def listen(self, s: Sock) -> str | None:
+        """listen() on a socket bound earlier: None, or the errno (the socket stays bound)."""
+        err = s.holder.listen(s.sid)
+        if err is None:
+            s.desc += " LISTEN(late)"
+        return err
+
     def close_sock(self, s: Sock) -> None:
         if s in self.live:
             self.live.remove(s)
@@ -87,12 +94,18 @@ class Lab:
         self.live.append(s)
         return s
 
-    def accept(self, listener: Sock, timeout: float = 0.5) -> Sock | None:
+    def accept(self, listener: Sock, timeout: float = 0.5, as_uid: int | None = None) -> Sock | None:
+        """Accept one connection; with `as_uid` (root listeners only) the accepting process
+        runs with that fsuid, so the child belongs to another uid than its listener."""
         try:
-            sid = listener.holder.call("accept", listener.sid, timeout)
+            if as_uid is None:
+                sid = listener.holder.call("accept", listener.sid, timeout)
+            else:
+                sid = listener.holder.call("accept_as", listener.sid, as_uid, timeout)
         except Exception:
             return None  # a reuseport sibling got the connection: it stays in that queue
-        s = Sock(listener.holder, sid, f"child of {listener.desc}")
+        owner = "" if as_uid is None else f" accepted as uid{as_uid}"
+        s = Sock(listener.holder, sid, f"child{owner} of {listener.desc}")
         self.live.append(s)
         return s
 

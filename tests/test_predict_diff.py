@@ -50,11 +50,34 @@ def _target(rng: random.Random, family: int, addr: str, v6only: bool | None) -> 
     return 6, addr
 
 
+def _serve(rng: random.Random, lab: Lab, s: Sock, uid: int, family: int, addr: str, v6only: bool | None,
+           port: int, closers: list[Sock], log: list[str], timewait: bool) -> None:
+    """One connection to listener `s`, accepted (by a root listener, often into another
+    uid's hands), and for `timewait` closed server side first so the child ends in TIME_WAIT."""
+    fam_t, t = _target(rng, family, addr, v6only) or (4, "127.0.0.1")
+    c = lab.connect(0, fam_t, t, port)
+    if c is None:
+        return
+    as_uid = rng.choice(UIDS) if uid == 0 and rng.random() < 0.6 else None
+    child = lab.accept(s, as_uid=as_uid)
+    log.append(f"  connection from {t} ({child.desc if child else 'left in a queue'})")
+    if timewait and child is not None:
+        closers.append(child)  # the server closes first: its child goes to TIME_WAIT
+        closers.append(c)
+
+
 def build(rng: random.Random, lab: Lab, proto: str, port: int, aux_port: int) -> tuple[list[str], bool]:
     """Random sockets on `port`. Returns a description, and whether a snapshot was taken
-    mid-way (so the collector could remember options of sockets that later closed)."""
+    mid-way (so the collector could remember options of sockets that later closed).
+
+    TCP kinds: bound-only, listening, with an accepted connection (often accepted into
+    another uid's process) or a TIME_WAIT, a client that bound the port itself, a reuseport
+    group under churn (members join, serve, leave and come back), and sockets bound now but
+    listening only after the others were made. The port's bind bucket then carries fast-path
+    state that the sockets alone do not show, which is what the predictor must follow."""
     log: list[str] = []
     closers: list[Sock] = []
+    late: list[Sock] = []
     snap_mid = rng.random() < 0.5
     for _ in range(rng.randint(1, 4)):
         family = rng.choice((4, 6))
@@ -77,7 +100,7 @@ def build(rng: random.Random, lab: Lab, proto: str, port: int, aux_port: int) ->
                     s.holder.attempt("connect", s.sid, dest, aux_port)
                     log.append(f"  connected to {dest}:{aux_port}")
             continue
-        kind = rng.choices(("bound", "listen", "estab", "timewait", "client"), (3, 4, 2, 2, 1))[0]
+        kind = rng.choices(("bound", "listen", "estab", "timewait", "client", "group", "late"), (3, 4, 2, 2, 1, 3, 2))[0]
         if kind == "client":
             # A client that binds the port itself, connects elsewhere, then maybe closes first.
             aux = lab.socket(0, "tcp", 4, "127.0.0.1", aux_port, True, False, None, None, listen=True) if not any(
@@ -94,22 +117,40 @@ def build(rng: random.Random, lab: Lab, proto: str, port: int, aux_port: int) ->
             if rng.random() < 0.6:
                 closers.append(c)
             continue
-        s = lab.socket(uid, "tcp", family, addr, port, ra, rp, v6only, device, listen=kind != "bound")
+        if kind == "group":
+            # A reuseport group of one uid under churn: members listen, serve connections
+            # (accepted into other uids' hands too), some leave, one may come back.
+            members: list[Sock] = []
+            for _m in range(rng.randint(2, 3)):
+                m = lab.socket(uid, "tcp", family, addr, port, rng.random() < 0.3, True, v6only, device, listen=True)
+                if m is None:
+                    break
+                members.append(m)
+                log.append(m.desc + " (group)")
+                if device is None and rng.random() < 0.5:
+                    _serve(rng, lab, m, uid, family, addr, v6only, port, closers, log, timewait=rng.random() < 0.4)
+            if members and rng.random() < 0.6:
+                gone = rng.choice(members)
+                lab.close_sock(gone)
+                log.append(f"  left the group: {gone.desc}")
+                if rng.random() < 0.5:
+                    back = lab.socket(uid, "tcp", family, addr, port, False, True, v6only, device, listen=rng.random() < 0.7)
+                    log.append("  came back: " + (back.desc if back else "refused"))
+            continue
+        s = lab.socket(uid, "tcp", family, addr, port, ra, rp, v6only, device, listen=kind in ("listen", "estab", "timewait"))
         if s is None:
             continue
         log.append(s.desc)
+        if kind == "late":
+            late.append(s)
+            continue
         if kind in ("estab", "timewait") and device is None:
-            fam_t, t = _target(rng, family, addr, v6only) or (4, "127.0.0.1")
-            c = lab.connect(0, fam_t, t, port)
-            if c is None:
-                continue
-            child = lab.accept(s)
-            log.append(f"  connection from {t} ({'accepted' if child else 'left in a queue'})")
-            if kind == "timewait" and child is not None:
-                closers.append(child)  # the server closes first: its child goes to TIME_WAIT
-                closers.append(c)
+            _serve(rng, lab, s, uid, family, addr, v6only, port, closers, log, timewait=kind == "timewait")
             if rng.random() < 0.5:
                 closers.append(s)
+    for s in late:
+        err = lab.listen(s)
+        log.append(f"  late listen() of {s.desc}: {err or 'ok'}")
     if snap_mid and closers:
         lab.snapshot()
     for s in closers:
@@ -140,8 +181,11 @@ def unknown_cause(verdict) -> str:
     """Why a verdict is unknown, for the run's summary."""
     if any("fast path" in n for n in verdict.notes):
         return "reuseport fast path (§6)"
-    if any("dumps IPv4 and IPv6 sockets separately" in n for n in verdict.notes):
-        return "UDP chain order across families"
+    for n in verdict.notes:
+        if "chain order here is not fully known" in n:
+            return "UDP chain order across families: " + n.rsplit("(", 1)[-1].rstrip(")")
+        if "per-port fast path may admit" in n:
+            return "bind bucket unusable: " + n.split(": ", 1)[-1]
     states = {b.socket.state for b in verdict.blockers if not b.definite}
     if states == {"TIME-WAIT"}:
         return "TIME_WAIT options unreadable"
