@@ -15,6 +15,7 @@ from typing import Literal
 from sockscope.model import HostFacts, Snapshot, SocketRecord
 
 from . import netns as netns_mod
+from .bpf import kernel_options
 from .hostfacts import read_host_facts
 from .owners import OwnerIndex
 from .options import OptionReader
@@ -36,6 +37,7 @@ class Collector:
         method: Method = "auto",
         read_options: bool = True,
         resolve_owners: bool = True,
+        use_bpf: bool = True,
     ) -> None:
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
@@ -46,6 +48,9 @@ class Collector:
         self._sockdiag: SockDiag | None = None
         self._owners = OwnerIndex() if resolve_owners else None
         self._options = OptionReader() if read_options else None
+        # BPF iterators: options of every socket (TIME-WAIT included) and the TCP bind
+        # buckets, without a descriptor. Loaded once, on the first snapshot.
+        self._kernel = kernel_options.KernelOptions() if read_options and use_bpf else None
         self._facts: HostFacts | None = None
         self._facts_at = 0.0
         self.fallback_reason: str | None = None
@@ -70,6 +75,8 @@ class Collector:
         self.close()
 
     def close(self) -> None:
+        if self._kernel is not None:
+            self._kernel.close()
         if self._sockdiag is not None:
             self._sockdiag.close()
             self._sockdiag = None
@@ -99,6 +106,9 @@ class Collector:
             with netns_mod.entered(self.netns):
                 facts = self._host_facts(time.monotonic())
                 records = self._collect(protos, states, facts)
+                # After the dump: every socket it holds that is still alive is in the
+                # iterator, which reads the namespace this thread is in.
+                kernel = self._kernel.read(protos) if self._kernel is not None and self.kind == "sockdiag" else None
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
         busy: frozenset[tuple[str, int]] | None = None
@@ -106,7 +116,7 @@ class Collector:
             busy = frozenset((r.proto, r.local_port) for r in records)
             records = [r for r in records if r.local_port == port]
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
-        limitation = self._enrich(records, facts, complete=complete)
+        limitation = self._enrich(records, facts, complete=complete, kernel=kernel)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
         return Snapshot(
@@ -117,6 +127,7 @@ class Collector:
             collector=self.kind,
             limitation=limitation,
             busy_ports=busy,
+            tcp_buckets=kernel_options.buckets_by_port(kernel, port) if kernel else None,
         )
 
     def _collect(self, protos: tuple[str, ...], states, facts: HostFacts) -> list[SocketRecord]:
@@ -135,7 +146,8 @@ class Collector:
             r for r in records if r.proto in wanted_protos and (states is None or r.state in states)
         ]
 
-    def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True) -> str | None:
+    def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
+                kernel: dict | None = None) -> str | None:
         notes: list[str] = []
         if self._owners is not None:
             owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
@@ -152,12 +164,21 @@ class Collector:
             if os.geteuid() != 0 and self._owners.limitation:
                 notes.append(self._owners.limitation)
             if unowned and os.geteuid() == 0:
+                what = "owners are" if kernel and len(kernel) >= 2 else "owners and reuse options are"
                 notes.append(
                     f"{unowned} socket(s) have no visible owner (held by a process in another PID "
-                    "namespace, or closed meanwhile): their owners and reuse options are unknown"
+                    f"namespace, or closed meanwhile): their {what} unknown"
                 )
+        pending: list[SocketRecord] = records
+        if self._kernel is not None and self.kind == "sockdiag":
+            if kernel:
+                # pidfd_getfd only for what the iterators cannot see.
+                pending = kernel_options.apply(records, kernel, facts)
+            note = self._kernel.note()
+            if note:
+                notes.append(note)
         if self._options is not None and self.kind == "sockdiag":
-            note = self._options.apply(records, complete=complete)
+            note = self._options.apply(pending, complete=complete)
             if note:
                 notes.append(note)
         elif self.kind == "procfs":
