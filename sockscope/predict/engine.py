@@ -172,7 +172,7 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
-    bucket_path = tcp_fast_path(snapshot.tcp_buckets, me)
+    bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
     if bucket_path is not None:
         return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others, suggest)
     if definite:

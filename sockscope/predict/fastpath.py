@@ -107,9 +107,11 @@ def _describe(bucket: BindBucket) -> str:
     return "port bucket " + ", ".join(parts)
 
 
-def tcp_fast_path(buckets: dict[int, list[BindBucket]] | None, me: Me) -> FastPath | None:
+def tcp_fast_path(buckets: dict[int, list[BindBucket]] | None, me: Me, port_in_use: bool) -> FastPath | None:
     """inet_csk_get_port()'s fast-path decision for the candidate `me` (a TCP bind of an
-    explicit port, socket not yet listening). None when the buckets were not read."""
+    explicit port, socket not yet listening). None when the bucket was not read: no
+    iterator, or `port_in_use` (the snapshot has TCP sockets on the port) but none of them
+    was walked by the iterator (bound-only sockets are only in the bind hash)."""
     if buckets is None or me.proto != "tcp" or me.port == 0:
         return None
     on_port = buckets.get(me.port, [])
@@ -121,9 +123,18 @@ def tcp_fast_path(buckets: dict[int, list[BindBucket]] | None, me: Me) -> FastPa
             "the port has bind buckets of a VRF (l3mdev), and which one a socket bound to this "
             "device joins is not in the snapshot",
         )
-    bucket = next((b for b in on_port if b.l3mdev == 0), None)
-    if bucket is None:
-        return FastPath("checks", "no socket is in the port's bind bucket yet: nothing to skip")
+    mine = [b for b in on_port if b.l3mdev == 0]
+    if not mine:
+        if port_in_use:
+            return None
+        return FastPath("checks", "no socket is in the port's bind bucket: nothing to skip")
+    answers = {_decide(b, me) for b in mine}
+    if len(answers) > 1:
+        return FastPath("unknown", "the port's bind bucket changed while the iterator read it (two sockets showed different fast-path states)", mine[0])
+    return answers.pop()
+
+
+def _decide(bucket: BindBucket, me: Me) -> FastPath:
     if bucket.fastreuse > 0 and me.reuseaddr:
         return FastPath(
             "admits",

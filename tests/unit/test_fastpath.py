@@ -48,7 +48,7 @@ def _snap(sockets: list[SocketRecord], buckets: dict[int, list[BindBucket]] | No
 
 
 def test_not_read_means_no_answer_from_the_bucket() -> None:
-    assert tcp_fast_path(None, _me()) is None
+    assert tcp_fast_path(None, _me(), True) is None
 
 
 def test_any_admits_same_uid_only() -> None:
@@ -88,29 +88,42 @@ def test_fast_address_from_the_kernel_fields() -> None:
 def test_missing_fields_are_unknown_not_guessed() -> None:
     bucket = BindBucket(8080, 0, 0, 2, 0, None, None, None, None)
     assert reuseport_match(bucket, _me()) is None
-    path = tcp_fast_path({8080: [bucket]}, _me())
+    path = tcp_fast_path({8080: [bucket]}, _me(), True)
     assert path is not None and path.status == "unknown"
 
 
 def test_vrf_bucket_with_a_device_is_unknown() -> None:
     buckets = {8080: [BindBucket(8080, 0, 0, 1, 0, "0.0.0.0", None, 4, False), BindBucket(8080, 7, 0, 0, 0)]}
-    path = tcp_fast_path(buckets, _me(ifindex=3))
+    path = tcp_fast_path(buckets, _me(ifindex=3), True)
     assert path is not None and path.status == "unknown" and "VRF" in path.reason
-    path = tcp_fast_path(buckets, _me())
+    path = tcp_fast_path(buckets, _me(), True)
     assert path is not None and path.status == "admits"
 
 
 def test_fastreuse_admits_reuseaddr() -> None:
     buckets = {8080: [BindBucket(8080, 0, 1, 0)]}
-    path = tcp_fast_path(buckets, _me(ra=True, rp=False))
+    path = tcp_fast_path(buckets, _me(ra=True, rp=False), True)
     assert path is not None and path.status == "admits" and not path.listen_skips_check
-    path = tcp_fast_path(buckets, _me(ra=False, rp=False))
+    path = tcp_fast_path(buckets, _me(ra=False, rp=False), True)
     assert path is not None and path.status == "checks"
+
+
+def test_port_in_use_without_a_read_bucket_is_not_answered() -> None:
+    # Bound-only sockets are not walked by the iterator: their bucket was not read.
+    assert tcp_fast_path({}, _me(), True) is None
+    path = tcp_fast_path({}, _me(), False)
+    assert path is not None and path.status == "checks"
+
+
+def test_bucket_read_twice_with_different_states_is_unknown() -> None:
+    buckets = {8080: [BindBucket(8080, 0, 0, 1, 0, "0.0.0.0", None, 4, False), BindBucket(8080, 0, 0, 0)]}
+    path = tcp_fast_path(buckets, _me(), True)
+    assert path is not None and path.status == "unknown" and "changed" in path.reason
 
 
 def test_connect_bucket_takes_the_full_check() -> None:
     # Ports chosen by connect() have -1/-1: no fast path for anyone.
-    path = tcp_fast_path({8080: [BindBucket(8080, 0, -1, -1)]}, _me(ra=True))
+    path = tcp_fast_path({8080: [BindBucket(8080, 0, -1, -1)]}, _me(ra=True), True)
     assert path is not None and path.status == "checks"
 
 
