@@ -3,6 +3,7 @@ real collector, and the real kernel's answer to a candidate bind()/listen()."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from kit import Holder, Netns
@@ -112,6 +113,19 @@ class Lab:
     # -- the question and the kernel's answer ------------------------------------------
     def snapshot(self) -> Snapshot:
         return self.collector.snapshot()
+
+    def settle(self, port: int, timeout: float = 0.2) -> Snapshot:
+        """A snapshot once no socket of `port` is mid-close (FIN-WAIT-1, CLOSING, LAST-ACK):
+        on loopback those finish within microseconds, and a snapshot caught inside that
+        window can only say "unknown" (the orphan may have become a TIME_WAIT socket by the
+        time of the bind). Bounded: after `timeout` the last snapshot is returned as it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            busy = any(r.proto == "tcp" and r.state in ("FIN-WAIT-1", "CLOSING", "LAST-ACK") for r in snap.on_port("tcp", port))
+            if not busy or time.monotonic() > deadline:
+                return snap
+            time.sleep(0.002)
 
     def predict(self, cand: Candidate, snapshot: Snapshot | None = None) -> Verdict:
         return check(snapshot or self.snapshot(), cand)

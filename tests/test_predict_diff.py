@@ -209,7 +209,7 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
             proto = "tcp" if rng.random() < 0.7 else "udp"
             log, _mid = build(rng, lab, proto, port, aux_port)
             cand = candidate(rng, proto, port)
-            snap = lab.snapshot()
+            snap = lab.settle(port)
             verdict = lab.predict(cand, snap)
             stage, errno = lab.really(cand)
             ok = agrees(verdict, stage, errno)

@@ -9,6 +9,8 @@ SO_REUSEPORT sockets to the tail.
 What tells us that order:
 - sock_diag dumps one family at a time, walking the same primary chain, so within a family
   the dump order (SocketRecord.order) is the chain order;
+- sockets pushed at the head precede every IPv6 SO_REUSEPORT socket appended at the tail,
+  whatever the order they were bound in;
 - the BPF UDP iterator (Linux 6.18) walks the hash2 (port + address) chains and gives each
   socket's slot and position (SocketRecord.udp_bucket / udp_chain_pos). Sockets go into
   both chains under the same head/tail rule, so two sockets of one hash2 slot have the same
@@ -40,10 +42,21 @@ def _chain_key(o: Other) -> tuple[int, int] | None:
     return rec.udp_bucket, rec.udp_chain_pos
 
 
+def _tail_class(o: Other) -> bool | None:
+    """Was it appended at the tail (an IPv6 SO_REUSEPORT socket: sk_add_node_rcu) rather
+    than pushed at the head? None when its SO_REUSEPORT is unknown."""
+    if o.rec.family == 4:
+        return False
+    return o.known("reuseport")
+
+
 def _must_precede(a: Other, b: Other) -> bool:
     """Is `a` known to be ahead of `b` in the port's chain?"""
     if a.rec.family == b.rec.family:
         return a.rec.order < b.rec.order
+    # Head-pushed sockets always precede tail-appended ones, whatever the bind order.
+    if _tail_class(a) is False and _tail_class(b) is True:
+        return True
     ka, kb = _chain_key(a), _chain_key(b)
     return ka is not None and kb is not None and ka[0] == kb[0] and ka[1] < kb[1]
 
