@@ -59,7 +59,7 @@ def _serve(rng: random.Random, lab: Lab, s: Sock, uid: int, family: int, addr: s
     if c is None:
         return
     as_uid = rng.choice(UIDS) if uid == 0 and rng.random() < 0.6 else None
-    child = lab.accept(s, as_uid=as_uid)
+    child = lab.accept(s, timeout=0.05, as_uid=as_uid)
     log.append(f"  connection from {t} ({child.desc if child else 'left in a queue'})")
     if timewait and child is not None:
         closers.append(child)  # the server closes first: its child goes to TIME_WAIT
