@@ -9,8 +9,9 @@ uid, and each answer is compared with really trying the bind (and listen) as tha
 Then the servers are killed with clients connected (redis -9: the TIME_WAIT +
 SO_REUSEADDR story) and the restart questions are asked again.
 
-A fresh snapshot precedes every question: a successful trial bind rewrites the port's
-bind bucket (inet_csk_update_fastreuse), which is exactly what the next answer depends on.
+A fresh snapshot follows every trial bind that went through: it rewrote the port's bind
+bucket (inet_csk_update_fastreuse), which is exactly what the next answer depends on (a
+refused bind leaves the bucket as it was).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -65,15 +67,23 @@ def _really(holder, cand: Candidate) -> tuple[str | None, str | None]:
 
 
 def _ask_all(collector: Collector, holders: dict[int, object], phase: str, stats: Counter[str], wrong: list[str]) -> None:
+    snap = None
     for proto, family, addr, port, v6only in ENDPOINTS:
         for ra, rp in OPTIONS:
             for uid in UIDS:
                 cand = Candidate(proto, family, addr, port, reuseaddr=ra, reuseport=rp, v6only=v6only, uid=uid, listen=proto == "tcp")  # type: ignore[arg-type]
-                snap = collector.snapshot()
+                if snap is None:
+                    snap = collector.snapshot()
                 verdict = check(snap, cand)
+                if check(replace(snap, tcp_buckets=None, _by_port=None), cand).verdict == "unknown":
+                    stats["unknown if the bind bucket were not read"] += 1
                 stage, errno = _really(holders[uid], cand)
+                if stage != "bind":
+                    snap = None  # the trial bind went through and rewrote the port's bucket
                 ok = agrees(verdict, stage, errno)
                 stats[f"{phase} {verdict.verdict}"] += 1
+                if any("per-socket rule alone would refuse" in n for n in verdict.notes):
+                    stats["decided by the port's fast path"] += 1
                 stats["questions"] += 1
                 if ok is False:
                     wrong.append(f"[{phase}] {cand}: predicted {verdict.verdict} {verdict.errno} {verdict.stage}: "
