@@ -21,7 +21,7 @@ from sockscope.model import HostFacts, Snapshot
 
 from .addresses import EndpointError, bind_addr, format_endpoint
 from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
-from .fastpath import FastPath, tcp_fast_path
+from .fastpath import FastPath, bucket_unread_reason, tcp_fast_path
 from .rules import (
     NOT_IN_BIND_TABLES,
     Me,
@@ -182,6 +182,7 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
                 "The kernel keeps a per-port SO_REUSEPORT fast path (kernel-bind-rules §6): because "
                 f"{describe(fast.rec)} has the same uid and an address covering {endpoint}, the kernel may "
                 "admit this bind without checking the sockets above, so the outcome is not certain"
+                + bucket_unread_reason(snapshot.tcp_buckets)
             )
             return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
         return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)

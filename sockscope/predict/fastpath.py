@@ -107,6 +107,16 @@ def _describe(bucket: BindBucket) -> str:
     return "port bucket " + ", ".join(parts)
 
 
+def bucket_unread_reason(buckets: dict[int, list[BindBucket]] | None) -> str:
+    """Why the port's bucket is not known, as a clause to append to a sentence."""
+    if buckets is None:
+        return " (the bucket itself is readable only by the BPF iterator, which did not run)"
+    return (
+        " (the BPF iterator reads a port's bucket through its listening, connected and "
+        "TIME_WAIT sockets, and every socket on this port is only bound)"
+    )
+
+
 def tcp_fast_path(buckets: dict[int, list[BindBucket]] | None, me: Me, port_in_use: bool) -> FastPath | None:
     """inet_csk_get_port()'s fast-path decision for the candidate `me` (a TCP bind of an
     explicit port, socket not yet listening). None when the bucket was not read: no
