@@ -96,7 +96,8 @@ def reuseport_match(bucket: BindBucket, me: Me) -> bool | None:
 
 
 def _describe(bucket: BindBucket) -> str:
-    parts = [f"fastreuse={bucket.fastreuse}", f"fastreuseport={bucket.fastreuseport}"]
+    mode = {FASTREUSEPORT_ANY: " (ANY)", FASTREUSEPORT_STRICT: " (STRICT)"}.get(bucket.fastreuseport, "")
+    parts = [f"fastreuse={bucket.fastreuse}", f"fastreuseport={bucket.fastreuseport}{mode}"]
     if bucket.fastreuseport > 0:
         addr = fast_addr(bucket)
         if addr is not None:
@@ -104,7 +105,7 @@ def _describe(bucket: BindBucket) -> str:
             parts.append(f"fast address {shown}{' V6ONLY' if bucket.fast_ipv6_only else ''}")
         if bucket.fastuid is not None:
             parts.append(f"fast uid {bucket.fastuid}")
-    return "port bucket " + ", ".join(parts)
+    return "bind bucket for this port (" + ", ".join(parts) + ")"
 
 
 def bucket_unread_reason(buckets: dict[int, list[BindBucket]] | None) -> str:
