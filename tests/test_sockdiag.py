@@ -55,13 +55,19 @@ def test_time_wait_is_reported_with_its_timer(scene):
     assert tw[0].timer is not None and tw[0].timer.kind == "timewait"
     assert 0 < tw[0].timer.expires_ms <= 60_000
     assert tw[0].owners == [] and tw[0].inode == 0
-    # Never seen alive by this collector, and no fd to read: unknown, not guessed.
-    assert tw[0].reuseaddr is None and tw[0].reuseport is None
+    # Never seen alive by this collector and no fd to read: the BPF iterator reads the
+    # kernel's own copy (without BPF: unknown, not guessed; see test_predict_rules).
+    assert (tw[0].reuseaddr, tw[0].reuseport) == (True, False)  # inherited from listen4_ra
+    assert tw[0].option_source == {"reuseaddr": "kernel", "reuseport": "kernel"}
 
 
 def test_listener_v6only_comes_from_sock_diag_and_getsockopt_agrees(scene):
-    _ns, made, snap = scene
+    ns, made, snap = scene
     rec = by_inode(snap)[made["listen6_rp_v6only"].inode]
+    assert rec.v6only is True and rec.option_source["v6only"] == "diag"
+    assert rec.option_source["reuseport"] == "kernel"
+    with Collector(netns=ns.name, use_bpf=False) as collector:
+        rec = by_inode(collector.snapshot())[made["listen6_rp_v6only"].inode]
     assert rec.v6only is True and rec.option_source["v6only"] == "diag"
     assert rec.option_source["reuseport"] == "read"
 
@@ -124,7 +130,7 @@ def test_time_wait_remembers_flags_seen_alive(netns, holders):
     c = h.socket("tcp", 4)
     h.connect(c, "127.0.0.1", 7000)
     a = h.accept(lst)
-    with Collector(netns=netns.name) as collector:
+    with Collector(netns=netns.name, use_bpf=False) as collector:  # the pidfd path's memory
         alive = collector.snapshot()
         server = [r for r in alive.sockets if r.state == "ESTAB" and r.local_port == 7000][0]
         assert (server.reuseaddr, server.reuseport) == (True, True)  # inherited from the listener

@@ -219,7 +219,7 @@ async def test_details_screen_every_field(scene):
                 break
             await pilot.pause(0.02)
         text = screen._text().plain
-        for word in ("SO_REUSEADDR", "on (read)", "SO_REUSEPORT", "IPV6_V6ONLY", "cookie", "inode", "uid",
+        for word in ("SO_REUSEADDR", "on (kernel)", "SO_REUSEPORT", "IPV6_V6ONLY", "cookie", "inode", "uid",
                      "recv-q", "send-q", "timer", "Owners", "Reuseport group", "A new bind on"):
             assert word in text, word
         assert str(made["listen6_dual"].cookie) in text

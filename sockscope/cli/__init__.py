@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check_cmd", "predict whether a bind()/listen() would succeed, and why"),
     "why": ("why_cmd", "who holds a port, why a bind fails, and what would work"),
     "tui": ("tui_cmd", "the live terminal UI (the default with no subcommand)"),
+    "bpf": ("bpf_cmd", "pin or unpin the BPF iterators that read socket flags for other users"),
 }
 
 

@@ -13,6 +13,11 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="how to read socket tables: netlink sock_diag (default when available) or /proc/net via psutil",
     )
+    parser.add_argument(
+        "--no-bpf",
+        action="store_true",
+        help="do not read socket flags with BPF iterators (read them with pidfd_getfd, as without root)",
+    )
 
 
 def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp"), port: int | None = None):
@@ -21,7 +26,7 @@ def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp"), 
     from sockscope.collectors.snapshotter import Collector, CollectorError
 
     try:
-        with Collector(netns=args.netns, method=args.collector) as collector:
+        with Collector(netns=args.netns, method=args.collector, use_bpf=not getattr(args, "no_bpf", False)) as collector:
             return collector.snapshot(states=states, protos=protos, port=port)
     except CollectorError as exc:
         raise UsageError(str(exc)) from None

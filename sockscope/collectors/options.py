@@ -29,9 +29,10 @@ SO_COOKIE = 57
 IPPROTO_IPV6 = socket.IPPROTO_IPV6
 IPV6_V6ONLY = socket.IPV6_V6ONLY
 
-# States whose options are re-read on every refresh: the ones a new bind() meets first
-# and whose owners may still setsockopt(). Connected sockets keep what was read once:
-# re-reading 100,000 established sockets every second would cost more than the dump.
+# A duplicate keeps the socket alive: if its owner closes it meanwhile, the port stays
+# taken and the owner's immediate re-bind fails (issue 9). So each socket is duplicated as
+# rarely as possible: once, when first seen, and again only when it enters one of these
+# states (a bound socket that starts listening may have had setsockopt calls since).
 REREAD_STATES = frozenset({"LISTEN", "UNCONN"})
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -73,9 +74,18 @@ def read_socket_options(fd: int, family: int) -> tuple[int, Flags]:
 
 
 class OptionReader:
+    """Reads and remembers options by (proto, cookie).
+
+    After the first apply(), a socket not present in the previous apply() is left for the
+    next one: a socket that lives less than one refresh (a server restarting in a loop,
+    a socket between bind() and listen()) is never duplicated, so sockscope cannot keep it
+    alive past its owner's close(). The first apply() (one-shot commands) reads all."""
+
     def __init__(self) -> None:
-        self._memory: dict[tuple[str, int], Flags] = {}
+        self._memory: dict[tuple[str, int], tuple[Flags, str]] = {}  # -> (flags, state read in)
+        self._previous: set[tuple[str, int]] | None = None  # sockets of the last apply()
         self.read_count = 0  # sockets read by getsockopt in the last apply()
+        self.deferred = 0  # sockets first seen in the last apply(), left for the next
         self.denied = 0
 
     def apply(self, records: Sequence[SocketRecord], complete: bool = True) -> str | None:
@@ -85,24 +95,30 @@ class OptionReader:
         the memory of the other sockets must then survive, or the next full refresh would
         re-read every established socket's options."""
         memory = self._memory
+        previous = self._previous
         pidfds: dict[int, int | None] = {}
         denied_pids: set[int] = set()
-        read = 0
+        read = deferred = 0
         unsupported: str | None = None
         reread = REREAD_STATES
         try:
             for rec in records:
                 key = (rec.proto, rec.cookie)
-                flags = memory.get(key)
-                if rec.owners and unsupported is None and (flags is None or rec.state in reread):
-                    got = self._read_one(rec, pidfds, denied_pids)
-                    if isinstance(got, str):
-                        unsupported = got
-                    elif got is not None:
-                        memory[key] = got
-                        self._set(rec, got, "read")
-                        read += 1
-                        continue
+                known = memory.get(key)
+                flags = known[0] if known is not None else None
+                stale = known is None or (known[1] != rec.state and rec.state in reread)
+                if rec.owners and unsupported is None and stale:
+                    if previous is not None and key not in previous:
+                        deferred += 1  # first seen now: read it if it is still there next time
+                    else:
+                        got = self._read_one(rec, pidfds, denied_pids)
+                        if isinstance(got, str):
+                            unsupported = got
+                        elif got is not None:
+                            memory[key] = (got, rec.state)
+                            self._set(rec, got, "read")
+                            read += 1
+                            continue
                 if flags is not None and rec.reuseaddr is None:
                     # A record reused from the last refresh already carries its flags.
                     self._set(rec, flags, "remembered")
@@ -110,11 +126,16 @@ class OptionReader:
             for pfd in pidfds.values():
                 if pfd is not None:
                     os.close(pfd)
+        if complete:
+            self._previous = {(r.proto, r.cookie) for r in records}
+        elif previous is not None:
+            self._previous = previous | {(r.proto, r.cookie) for r in records}
         if complete and len(memory) > 2 * len(records) + 1024:
             # Forget sockets that are gone, so memory stays bounded on a churning host.
             alive = {(r.proto, r.cookie) for r in records}
             self._memory = {k: v for k, v in memory.items() if k in alive}
         self.read_count = read
+        self.deferred = deferred
         self.denied = len(denied_pids)
         if unsupported:
             return unsupported

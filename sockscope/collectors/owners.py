@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sockscope.model import Owner
@@ -70,6 +70,9 @@ class OwnerIndex:
         # sockets now. Kept until a scan reads those fds again (a lookup that finds every
         # socket it wants does not scan, and must not forget them).
         self._stale: set[int] = set()
+        # Optional faster source of the whole inode -> owners map (the BPF task-file
+        # iterator, collectors/bpf/task_files.py); returns None to fall back to the scan.
+        self.fd_source: Callable[[OwnerIndex], dict[int, list[Owner]] | None] | None = None
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -103,6 +106,12 @@ class OwnerIndex:
         info = ProcessInfo(start, comm, self.user_name(uid) if uid is not None else None, uid, cmdline)
         self._procs[pid] = info
         return info
+
+    def forget_except(self, alive: Collection[int]) -> None:
+        """Drop cached details of processes not in `alive` (for fd sources)."""
+        for pid in [p for p in self._procs if p not in alive]:
+            del self._procs[pid]
+            self._starts.pop(pid, None)
 
     def lookup(self, inodes: Collection[int], incremental: bool = False) -> dict[int, list[Owner]]:
         """Every (pid, fd) holding one of `inodes`, with process details.
@@ -153,6 +162,12 @@ class OwnerIndex:
     def _scan(self, incremental: bool, stale: set[int] | frozenset[int] = frozenset()) -> None:
         """Rebuild inode -> owners from /proc/*/fd; when incremental, trust the inode
         remembered for an fd number seen in the last scan of the same process."""
+        if self.fd_source is not None:
+            by_inode = self.fd_source(self)
+            if by_inode is not None:
+                self._by_inode, self._fds, self._owned = by_inode, {}, {}
+                self._scanned, self.denied, self.limitation = True, 0, None
+                return
         proc = self.proc
         readlink = os.readlink
         denied = 0

@@ -16,6 +16,7 @@ from sockscope.model import HostFacts, Snapshot, SocketRecord
 
 from . import netns as netns_mod
 from .bpf import kernel_options
+from .bpf.task_files import TaskFileOwners
 from .hostfacts import read_host_facts
 from .owners import OwnerIndex
 from .options import OptionReader
@@ -51,6 +52,11 @@ class Collector:
         # BPF iterators: options of every socket (TIME-WAIT included) and the TCP bind
         # buckets, without a descriptor. Loaded once, on the first snapshot.
         self._kernel = kernel_options.KernelOptions() if read_options and use_bpf else None
+        self._task_files: TaskFileOwners | None = None
+        if self._owners is not None and use_bpf:
+            # Owners from the BPF task-file iterator; the /proc/*/fd scan when unavailable.
+            self._task_files = TaskFileOwners()
+            self._owners.fd_source = self._task_files
         self._facts: HostFacts | None = None
         self._facts_at = 0.0
         self.fallback_reason: str | None = None
@@ -77,6 +83,8 @@ class Collector:
     def close(self) -> None:
         if self._kernel is not None:
             self._kernel.close()
+        if self._task_files is not None:
+            self._task_files.close()
         if self._sockdiag is not None:
             self._sockdiag.close()
             self._sockdiag = None
@@ -108,7 +116,8 @@ class Collector:
                 records = self._collect(protos, states, facts)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
-                kernel = self._kernel.read(protos) if self._kernel is not None and self.kind == "sockdiag" else None
+                kernel = (self._kernel.read(protos, records if states is None else None)
+                          if self._kernel is not None and self.kind == "sockdiag" else None)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
         busy: frozenset[tuple[str, int]] | None = None

@@ -134,23 +134,17 @@ class Btf:
         if found is not None:
             return found
         found = []
+        # BTF strings are deduplicated: a name is at most once a whole string (a leading
+        # NUL excludes tails of longer strings; offset 0 is the empty string).
         strs = self._strs
-        # BTF strings are deduplicated, but a name may also be the tail of a longer
-        # string: look for every occurrence that starts a string.
+        needle = b"\0" + key + b"\0"
         offsets = []
-        start = 0
-        needle = key + b"\0"
-        while True:
-            i = strs.find(needle, start)
-            if i < 0:
-                break
-            if i == 0 or strs[i - 1] == 0:
-                offsets.append(i)
-            start = i + 1
+        at = strs.find(needle) if key else -1
+        while at >= 0:  # once in the kernel's BTF; a non-deduplicated blob may repeat it
+            offsets.append(at + 1)
+            at = strs.find(needle, at + 1)
         names = self._names
         for off in offsets:
-            if off == 0:
-                continue
             i = 0
             while True:
                 try:

@@ -23,7 +23,9 @@ from sockscope.model import BindBucket
 
 from . import btf as btf_mod
 from .btf import BtfError
-from .programs import LAYOUT_VERSION, LICENSE, TCP_LAYOUT, UDP_LAYOUT, KernelInfo, tcp_program, udp_program
+from .programs import (
+    BUCKET_FIRST, LAYOUT_VERSION, LICENSE, TCP_LAYOUT, UDP_LAYOUT, KernelInfo, tcp_program, udp_program,
+)
 from .syscall import Bpf, BpfError, read_all
 
 PIN_DIR = "/sys/fs/bpf/sockscope"
@@ -32,26 +34,16 @@ TCP_NEW_SYN_RECV = 12
 
 
 def pin_name(proto: str) -> str:
-    return f"{proto}.v{LAYOUT_VERSION}"
+    return f"{proto}_v{LAYOUT_VERSION}"  # bpffs refuses names with a dot
 
 
 class BpfUnavailable(Exception):
     """The iterators cannot be used here; str() is one sentence for users."""
 
 
-# One socket as the iterator saw it, as a plain tuple (100,000 of them per refresh):
-# (state, family, port, uid, reuseaddr, reuseport, v6only, bound_dev_if, own_flags,
-#  bucket, bind2, udp_bucket, udp_chain_pos)
-# own_flags is False for a request socket (NEW_SYN_RECV), which has none: take its
-# listener's. bucket: a model.BindBucket (shared by every socket on it) or None; bind2:
-# (fastreuse, fastreuseport) of the socket's inet_bind2_bucket or None. udp_*: UDP only.
-KernelSocket = tuple
-STATE, FAMILY, PORT, UID, REUSEADDR, REUSEPORT, V6ONLY, DEV, OWN_FLAGS, BUCKET, BIND2, UDP_BUCKET, UDP_POS = range(13)
-
-
 @dataclass(slots=True)
 class KernelFlags:
-    """A decoded socket with names (tests and tools; the collector uses the tuples)."""
+    """A decoded socket with names (tests and tools; the collector uses `Table`)."""
 
     cookie: int
     state: int
@@ -62,7 +54,7 @@ class KernelFlags:
     reuseport: bool
     v6only: bool
     bound_dev_if: int
-    own_flags: bool
+    own_flags: bool  # False for a request socket (NEW_SYN_RECV): take its listener's
     bucket: BindBucket | None
     bind2: tuple[int, int] | None
     udp_bucket: int | None
@@ -73,67 +65,92 @@ def _family(af: int) -> int:
     return 4 if af == 2 else 6 if af == 10 else af
 
 
-def _bind_bucket(raw: tuple) -> BindBucket:
-    port, l3mdev, fastreuse, fastreuseport, fastuid, saddr, v6saddr, fam, v6only = raw
-    if fastreuseport > 0:
-        return BindBucket(port, l3mdev, fastreuse, fastreuseport, fastuid,
-                          str(ipaddress.IPv4Address(struct.pack("<I", saddr))),
-                          str(ipaddress.IPv6Address(v6saddr)), _family(fam), bool(v6only))
-    return BindBucket(port, l3mdev, fastreuse, fastreuseport)
+# Positions in a row (the struct.iter_unpack tuple) of both protocols.
+COOKIE, UID, DEV, PORT, FAMILY, STATE, RA, RP, V6 = range(9)
+# TCP rows: then has_tb2, tb2_fastreuse, tb2_fastreuseport, tail (the bucket's bytes).
+HAS_TB2, TB2_FASTREUSE, TB2_FASTREUSEPORT, TAIL = range(9, 13)
+# UDP rows: then the iterator's bucket.
+UDP_BUCKET = 9
+
+_TCP_FMT, _TCP_NAMES = TCP_LAYOUT.tail_as_bytes(BUCKET_FIRST)
+_TAIL = struct.Struct(TCP_LAYOUT.tail_format(BUCKET_FIRST))
+_UDP_NAMES = ["cookie", "uid", "bound_dev_if", "num", "family", "state", "reuse", "reuseport", "ipv6only", "bucket"]
+assert _TCP_NAMES[:TAIL] == ["cookie", "uid", "bound_dev_if", "num", "family", "state", "reuse", "reuseport",
+                             "ipv6only", "has_tb2", "tb2_fastreuse", "tb2_fastreuseport"]
+assert UDP_LAYOUT.names() == _UDP_NAMES
 
 
-def decode(proto: str, data: bytes, k: KernelInfo) -> dict[int, KernelSocket]:
-    """cookie -> KernelSocket, in iteration order."""
-    layout = TCP_LAYOUT if proto == "tcp" else UDP_LAYOUT
-    if len(data) % layout.size:
-        raise BpfUnavailable(f"the {proto} iterator returned a truncated record")
-    idx = {n: i for i, n in enumerate(layout.names())}
-    g = idx.__getitem__
-    b_ra, b_rp, b_v6 = k.bits["skc_reuse"], k.bits["skc_reuseport"], k.bits["skc_ipv6only"]
-    ra_s, ra_m, rp_s, rp_m, v6_s, v6_m = b_ra.shift, b_ra.mask, b_rp.shift, b_rp.mask, b_v6.shift, b_v6.mask
-    out: dict[int, KernelSocket] = {}
-    i_cookie, i_uid, i_dev, i_num, i_fam, i_state, i_ra, i_rp, i_v6 = map(
-        g, ("cookie", "uid", "bound_dev_if", "num", "family", "state", "reuse", "reuseport", "ipv6only"))
-    if proto == "udp":
-        i_bucket = g("bucket")
-        prev_bucket = None
-        pos = 0
-        for t in struct.iter_unpack(layout.fmt, data):
-            bucket = t[i_bucket]
-            pos = pos + 1 if bucket == prev_bucket else 0
-            prev_bucket = bucket
-            out[t[i_cookie]] = (t[i_state], 4 if t[i_fam] == 2 else 6, t[i_num], t[i_uid],
-                                (t[i_ra] >> ra_s) & ra_m != 0, (t[i_rp] >> rp_s) & rp_m != 0,
-                                (t[i_v6] >> v6_s) & v6_m != 0, t[i_dev], True, None, None, bucket, pos)
-        return out
-    i_has_tb, i_has_tb2 = g("has_tb"), g("has_tb2")
-    i_tbport, i_l3, i_fr, i_frp, i_uid2, i_sa, i_sa6, i_fam2 = map(
-        g, ("tb_port", "l3mdev", "fastreuse", "fastreuseport", "fastuid", "fast_rcv_saddr",
-            "fast_v6_rcv_saddr", "fast_sk_family"))
-    i_fv6, i_tb2a, i_tb2b = g("fast_ipv6_only"), g("tb2_fastreuse"), g("tb2_fastreuseport")
-    buckets: dict[tuple, BindBucket] = {}
-    bind2s: dict[tuple[int, int], tuple[int, int]] = {}
-    for t in struct.iter_unpack(layout.fmt, data):
-        if t[i_has_tb]:
-            raw = (t[i_tbport], t[i_l3], t[i_fr], t[i_frp], t[i_uid2], t[i_sa], t[i_sa6], t[i_fam2], t[i_fv6])
-            bucket = buckets.get(raw)
-            if bucket is None:
-                bucket = buckets[raw] = _bind_bucket(raw)
+class Table:
+    """One iterator read: rows by cookie, decoded lazily (100,000 rows per refresh: the
+    collector touches each once, through the methods below)."""
+
+    def __init__(self, proto: str, data: bytes, k: KernelInfo) -> None:
+        layout = TCP_LAYOUT if proto == "tcp" else UDP_LAYOUT
+        if len(data) % layout.size:
+            raise BpfUnavailable(f"the {proto} iterator returned a truncated record")
+        self.proto = proto
+        ra, rp, v6 = k.bits["skc_reuse"], k.bits["skc_reuseport"], k.bits["skc_ipv6only"]
+        # byte value -> flag, for each of the three flag bytes
+        self.ra = tuple((b >> ra.shift) & ra.mask != 0 for b in range(256))
+        self.rp = tuple((b >> rp.shift) & rp.mask != 0 for b in range(256))
+        self.v6 = tuple((b >> v6.shift) & v6.mask != 0 for b in range(256))
+        self._buckets: dict[bytes, BindBucket | None] = {}
+        self.chain_pos: dict[int, int] = {}
+        if proto == "tcp":
+            self.rows = {t[0]: t for t in struct.iter_unpack(_TCP_FMT, data)}
         else:
-            bucket = None
-        if t[i_has_tb2]:
-            pair = (t[i_tb2a], t[i_tb2b])
-            bind2 = bind2s.get(pair)
-            if bind2 is None:
-                bind2 = bind2s[pair] = pair
+            self.rows = {}
+            prev = None
+            pos = 0
+            for t in struct.iter_unpack(UDP_LAYOUT.fmt, data):
+                bucket = t[UDP_BUCKET]
+                pos = pos + 1 if bucket == prev else 0
+                prev = bucket
+                self.rows[t[0]] = t
+                self.chain_pos[t[0]] = pos
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def bucket(self, row: tuple) -> BindBucket | None:
+        """The TCP row's bind bucket; one object per distinct bucket state."""
+        tail = row[TAIL]
+        try:
+            return self._buckets[tail]
+        except KeyError:
+            pass
+        has_tb, fastreuse, fastreuseport, v6only, fam, port, l3mdev, fastuid, saddr, v6saddr = _TAIL.unpack(tail)
+        if not has_tb:
+            b = None
+        elif fastreuseport > 0:
+            b = BindBucket(port, l3mdev, fastreuse, fastreuseport, fastuid,
+                           str(ipaddress.IPv4Address(struct.pack("<I", saddr))),
+                           str(ipaddress.IPv6Address(v6saddr)), _family(fam), bool(v6only))
         else:
-            bind2 = None
-        state = t[i_state]
-        out[t[i_cookie]] = (state, 4 if t[i_fam] == 2 else 6, t[i_num], t[i_uid],
-                            (t[i_ra] >> ra_s) & ra_m != 0, (t[i_rp] >> rp_s) & rp_m != 0,
-                            (t[i_v6] >> v6_s) & v6_m != 0, t[i_dev], state != TCP_NEW_SYN_RECV,
-                            bucket, bind2, None, None)
-    return out
+            b = BindBucket(port, l3mdev, fastreuse, fastreuseport)
+        self._buckets[tail] = b
+        return b
+
+    def buckets(self) -> list[BindBucket]:
+        """Every distinct bucket the iterated sockets hang on."""
+        if self.proto != "tcp":
+            return []
+        bucket = self.bucket
+        for row in self.rows.values():
+            bucket(row)
+        return [b for b in self._buckets.values() if b is not None]
+
+    def flags(self, cookie: int) -> KernelFlags | None:
+        t = self.rows.get(cookie)
+        if t is None:
+            return None
+        tcp = self.proto == "tcp"
+        return KernelFlags(
+            cookie, t[STATE], _family(t[FAMILY]), t[PORT], t[UID], self.ra[t[RA]], self.rp[t[RP]], self.v6[t[V6]],
+            t[DEV], not (tcp and t[STATE] == TCP_NEW_SYN_RECV),
+            self.bucket(t) if tcp else None,
+            (t[TB2_FASTREUSE], t[TB2_FASTREUSEPORT]) if tcp and t[HAS_TB2] else None,
+            None if tcp else t[UDP_BUCKET], None if tcp else self.chain_pos[cookie])
 
 
 class SocketIterators:
@@ -226,12 +243,13 @@ class SocketIterators:
         finally:
             os.close(fd)
 
-    def read(self, proto: str) -> dict[int, KernelSocket]:
-        """cookie -> KernelSocket for every socket of `proto` in the caller's namespace."""
-        return decode(proto, self.read_raw(proto), self.kernel)
+    def read(self, proto: str) -> Table:
+        """Every socket of `proto` in the caller's namespace, by cookie."""
+        return Table(proto, self.read_raw(proto), self.kernel)
 
     def read_flags(self, proto: str) -> list[KernelFlags]:
-        return [KernelFlags(cookie, *t) for cookie, t in self.read(proto).items()]
+        table = self.read(proto)
+        return [f for f in map(table.flags, table.rows) if f is not None]
 
     def link_fd(self, proto: str) -> int | None:
         return self._links.get(proto)

@@ -8,16 +8,20 @@ handed back so that pidfd_getfd reads them as before.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from sockscope.model import BindBucket, HostFacts, SocketRecord
 
 from .iterators import (
-    BIND2, BUCKET, DEV, OWN_FLAGS, PIN_DIR, REUSEADDR, REUSEPORT, UDP_BUCKET, UDP_POS, V6ONLY,
-    BpfUnavailable, KernelSocket, SocketIterators,
+    DEV, HAS_TB2, PIN_DIR, RA, RP, STATE, TB2_FASTREUSE, TB2_FASTREUSEPORT, TCP_NEW_SYN_RECV, UDP_BUCKET, V6,
+    BpfUnavailable, SocketIterators, Table,
 )
 
 KERNEL = "kernel"
+# Re-read at least this often even when the dump shows no change (setsockopt on a live
+# socket changes its flags without changing its cookie or state).
+REREAD_AFTER = 5.0
 
 
 class KernelOptions:
@@ -29,14 +33,24 @@ class KernelOptions:
         # Why the iterators cannot be used at all (one sentence), set on the first read.
         self.unavailable: str | None = None
         self.last_error: str | None = None  # a read that failed this refresh
+        self._last: dict[str, Table] | None = None
+        self._last_at = 0.0
+        self._states: dict[int, str] = {}  # cookie -> state; bounded: the last dump's sockets
+        self.reused = 0  # refreshes that reused the last read (for tests and benchmarks)
 
     @property
     def iterators(self) -> SocketIterators | None:
         return self._its
 
-    def read(self, protos: Iterable[str]) -> dict[str, dict[int, KernelSocket]]:
+    def read(self, protos: Iterable[str], records: Sequence[SocketRecord] | None = None,
+             now: float | None = None) -> dict[str, Table]:
         """Every socket of `protos` the iterators see, by cookie. Call with the thread in
-        the Collector's network namespace: the iterator reads the caller's."""
+        the Collector's network namespace: the iterator reads the caller's.
+
+        With `records` (the dump just taken), the last read is reused when it already
+        holds every one of them in the same state and is younger than REREAD_AFTER:
+        flags and bucket states change when sockets bind, listen, connect or close,
+        each of which shows in the dump as a new cookie or a new state."""
         if not self._tried:
             self._tried = True
             try:
@@ -45,16 +59,37 @@ class KernelOptions:
                 self.unavailable = str(exc)
         its = self._its
         self.last_error = None
-        out: dict[str, dict[int, KernelSocket]] = {}
+        out: dict[str, Table] = {}
         if its is None:
             return out
+        now = time.monotonic() if now is None else now
+        protos = tuple(protos)
+        last = self._last
+        if (records is not None and last is not None and now - self._last_at < REREAD_AFTER
+                and all(p in last for p in protos if its.covers(p)) and self._unchanged(records)):
+            self.reused += 1
+            return {p: last[p] for p in protos if p in last}
         for proto in protos:
             if its.covers(proto):
                 try:
                     out[proto] = its.read(proto)
                 except (OSError, BpfUnavailable) as exc:
                     self.last_error = f"the BPF {proto} iterator failed ({getattr(exc, 'strerror', None) or exc}); its options come from pidfd_getfd"
+        if records is not None and not self.last_error:
+            self._last = out
+            self._last_at = now
+            self._states = {r.cookie: r.state for r in records}
+        else:
+            self._last = None
         return out
+
+    def _unchanged(self, records: Sequence[SocketRecord]) -> bool:
+        # Socket cookies are unique across protocols (one counter for every socket).
+        get = self._states.get
+        for r in records:
+            if get(r.cookie) != r.state:
+                return False
+        return True
 
     def note(self) -> str | None:
         if self.unavailable:
@@ -64,48 +99,76 @@ class KernelOptions:
         return self._its.note if self._its is not None else None
 
     def close(self) -> None:
+        self._last = None
+        self._states = {}
         if self._its is not None:
             self._its.close()
             self._its = None
 
 
-def apply(records: Sequence[SocketRecord], kernel: dict[str, dict[int, KernelSocket]],
-          facts: HostFacts) -> list[SocketRecord]:
+def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts) -> list[SocketRecord]:
     """Set the options of `records` found by the iterators (source "kernel"); return the
     records left for pidfd_getfd: those of a protocol no iterator covers, and TCP bound-only
     sockets (not in the established/listening hashes the iterator walks). A socket that
     vanished between the dump and the iterator is left as it is (no descriptor needed)."""
-    tcp = kernel.get("tcp")
-    udp = kernel.get("udp")
     pending: list[SocketRecord] = []
     requests: list[SocketRecord] = []
+    tcp, udp = kernel.get("tcp"), kernel.get("udp")
+    tcp_rows = tcp.rows if tcp is not None else None
+    udp_rows = udp.rows if udp is not None else None
+    any_table = tcp or udp
+    assert any_table is not None
+    # The flag tables depend only on the kernel's bit layout: the same for both protocols.
+    ra_of, rp_of, v6_of = any_table.ra, any_table.rp, any_table.v6
+    bucket_of = tcp.bucket if tcp is not None else None
+    chain_pos = udp.chain_pos if udp is not None else {}
+    ifname = facts.ifname
     for rec in records:
-        table = tcp if rec.proto == "tcp" else udp
-        if table is None:
-            pending.append(rec)
-            continue
-        k = table.get(rec.cookie)
-        if k is None:
-            if rec.proto == "tcp" and rec.state == "UNCONN":
+        if rec.proto == "tcp":
+            if tcp_rows is None:
                 pending.append(rec)
-            continue
-        if k[BUCKET] is not None:
-            rec.bind_bucket = k[BUCKET]
-        if k[BIND2] is not None:
-            rec.bind2_fastreuse, rec.bind2_fastreuseport = k[BIND2]
-        if k[UDP_BUCKET] is not None:
-            rec.udp_bucket = k[UDP_BUCKET]
-            rec.udp_chain_pos = k[UDP_POS]
-        if not k[OWN_FLAGS]:
-            requests.append(rec)
-            continue
-        _set(rec, k[REUSEADDR], k[REUSEPORT], k[V6ONLY], k[DEV], facts)
+                continue
+            t = tcp_rows.get(rec.cookie)
+            if t is None:
+                if rec.state == "UNCONN":
+                    pending.append(rec)
+                continue
+            rec.bind_bucket = bucket_of(t)  # type: ignore[misc]
+            if t[HAS_TB2]:
+                rec.bind2_fastreuse = t[TB2_FASTREUSE]
+                rec.bind2_fastreuseport = t[TB2_FASTREUSEPORT]
+            if t[STATE] == TCP_NEW_SYN_RECV:
+                requests.append(rec)
+                continue
+        else:
+            if udp_rows is None:
+                pending.append(rec)
+                continue
+            t = udp_rows.get(rec.cookie)
+            if t is None:
+                continue
+            rec.udp_bucket = t[UDP_BUCKET]
+            rec.udp_chain_pos = chain_pos[rec.cookie]
+        rec.reuseaddr = ra_of[t[RA]]
+        rec.reuseport = rp_of[t[RP]]
+        src = rec.option_source
+        if src is None:
+            src = rec.option_source = {"reuseaddr": KERNEL, "reuseport": KERNEL}
+        else:
+            src["reuseaddr"] = src["reuseport"] = KERNEL
+        if rec.family == 6 and src.get("v6only") != "diag":  # sock_diag's is the kernel's too
+            rec.v6only = v6_of[t[V6]]
+            src["v6only"] = KERNEL
+        dev = t[DEV]
+        if dev and rec.device is None:
+            rec.ifindex = rec.ifindex or dev
+            rec.device = ifname(dev)
     if requests:
         _from_listeners(records, requests, facts)
     return pending
 
 
-def _set(rec: SocketRecord, ra: bool, rp: bool, v6: bool, dev: int, facts: HostFacts) -> None:
+def _set(rec: SocketRecord, ra: bool, rp: bool, v6: bool, facts: HostFacts) -> None:
     rec.reuseaddr = ra
     rec.reuseport = rp
     src = rec.option_source
@@ -113,12 +176,9 @@ def _set(rec: SocketRecord, ra: bool, rp: bool, v6: bool, dev: int, facts: HostF
         src = rec.option_source = {}
     src["reuseaddr"] = KERNEL
     src["reuseport"] = KERNEL
-    if rec.family == 6:
+    if rec.family == 6 and src.get("v6only") != "diag":
         rec.v6only = v6
         src["v6only"] = KERNEL
-    if dev and rec.device is None:
-        rec.ifindex = rec.ifindex or dev
-        rec.device = facts.ifname(dev)
 
 
 def _covers(listener: SocketRecord, rec: SocketRecord) -> bool:
@@ -147,20 +207,19 @@ def _from_listeners(records: Sequence[SocketRecord], requests: list[SocketRecord
         values = {(c.reuseaddr, c.reuseport, c.v6only, c.ifindex) for c in cands}
         if len(values) == 1:
             ra, rp, v6, dev = values.pop()
-            _set(rec, bool(ra), bool(rp), bool(v6), 0, facts)
+            _set(rec, bool(ra), bool(rp), bool(v6), facts)
 
 
-def buckets_by_port(kernel: dict[str, dict[int, KernelSocket]], port: int | None = None) -> dict[int, list[BindBucket]] | None:
-    """Snapshot.tcp_buckets: each TCP port's distinct bind buckets (one per l3mdev)."""
+def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[int, list[BindBucket]] | None:
+    """Snapshot.tcp_buckets: each TCP port's distinct bind buckets (one per l3mdev). Only
+    buckets that a socket the iterator walks hangs on: a port held only by bound-only
+    sockets has its bucket, but this does not list it."""
     tcp = kernel.get("tcp")
     if tcp is None:
         return None
-    seen: dict[int, BindBucket] = {}
     out: dict[int, list[BindBucket]] = {}
-    for k in tcp.values():
-        b = k[BUCKET]
-        if b is not None and id(b) not in seen and (port is None or b.port == port):
-            seen[id(b)] = b
+    for b in tcp.buckets():
+        if port is None or b.port == port:
             out.setdefault(b.port, []).append(b)
     return out
 

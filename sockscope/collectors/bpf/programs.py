@@ -57,7 +57,37 @@ class Layout:
     def names(self) -> list[str]:
         return [f[0] for f in self.fields]
 
+    def tail_as_bytes(self, first: str) -> tuple[str, list[str]]:
+        """A format that reads the fields before `first` one by one and everything from
+        `first` to the end as one bytes value named "tail"; and the names in order."""
+        names = self.names()
+        cut = names.index(first)
+        start = self.offsets[first]
+        fmt = "<"
+        off = 0
+        for name, size, signed in self.fields[:cut]:
+            fmt += "x" * (self.offsets[name] - off)
+            fmt += (_SFMT if signed else _FMT)[size] if size in _FMT else f"{size}s"
+            off = self.offsets[name] + size
+        fmt += "x" * (start - off) + f"{self.size - start}s"
+        assert struct.calcsize(fmt) == self.size
+        return fmt, names[:cut] + ["tail"]
 
+    def tail_format(self, first: str) -> str:
+        """The format of the tail alone (for decoding it when needed)."""
+        start = self.offsets[first]
+        fmt = "<"
+        off = start
+        for name, size, signed in self.fields[self.names().index(first):]:
+            fmt += "x" * (self.offsets[name] - off)
+            fmt += (_SFMT if signed else _FMT)[size] if size in _FMT else f"{size}s"
+            off = self.offsets[name] + size
+        fmt += "x" * (self.size - off)
+        return fmt
+
+
+# The bucket fields come last and in one run (BUCKET_FIRST..end): the decoder takes them as
+# one bytes value, the key of a cache of BindBucket objects (a port's sockets share one).
 TCP_LAYOUT = Layout([
     ("cookie", 8, False),
     ("uid", 4, False),
@@ -68,32 +98,33 @@ TCP_LAYOUT = Layout([
     ("reuse", 1, False),        # the byte holding skc_reuse
     ("reuseport", 1, False),    # the byte holding skc_reuseport
     ("ipv6only", 1, False),     # the byte holding skc_ipv6only
-    ("has_tb", 1, False),
     ("has_tb2", 1, False),
+    ("tb2_fastreuse", 1, True),
+    ("tb2_fastreuseport", 1, True),
+    ("has_tb", 1, False),
     ("fastreuse", 1, True),
     ("fastreuseport", 1, True),
     ("fast_ipv6_only", 1, False),
-    ("tb2_fastreuse", 1, True),
-    ("tb2_fastreuseport", 1, True),
-    ("l3mdev", 4, True),
-    ("tb_port", 2, False),
     ("fast_sk_family", 2, False),
+    ("tb_port", 2, False),
+    ("l3mdev", 4, True),
     ("fastuid", 4, False),
     ("fast_rcv_saddr", 4, False),
     ("fast_v6_rcv_saddr", 16, False),
 ])
+BUCKET_FIRST = "has_tb"
 
 UDP_LAYOUT = Layout([
     ("cookie", 8, False),
     ("uid", 4, False),
     ("bound_dev_if", 4, True),
-    ("bucket", 4, True),
     ("num", 2, False),
     ("family", 2, False),
     ("state", 1, False),
     ("reuse", 1, False),
     ("reuseport", 1, False),
     ("ipv6only", 1, False),
+    ("bucket", 4, True),
 ])
 
 
@@ -125,6 +156,17 @@ class KernelInfo:
 
     @classmethod
     def from_btf(cls, btf: Btf) -> "KernelInfo":
+        """Looked up once per BTF blob and process (several Collectors share it)."""
+        cached = _INFO_CACHE.get(id(btf))
+        if cached is not None and cached[0] is btf:
+            return cached[1]
+        info = cls._from_btf(btf)
+        _INFO_CACHE.clear()  # bounded: one kernel
+        _INFO_CACHE[id(btf)] = (btf, info)
+        return info
+
+    @classmethod
+    def _from_btf(cls, btf: Btf) -> "KernelInfo":
         cmds = btf.enum_values("bpf_cmd")
         prog_types = btf.enum_values("bpf_prog_type")
         attach = btf.enum_values("bpf_attach_type")
@@ -192,6 +234,8 @@ class KernelInfo:
         return cls(cmds, prog_types["BPF_PROG_TYPE_TRACING"], attach["BPF_TRACE_ITER"], helpers,
                    tcp_id, udp_id, offsets, bits, missing)
 
+
+_INFO_CACHE: dict[int, tuple[Btf, KernelInfo]] = {}
 
 REC_TEMP = 8  # one spill slot below the record, for the bind2 bucket pointer
 

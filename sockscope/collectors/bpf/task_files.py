@@ -1,0 +1,162 @@
+"""Socket owners at kernel speed: a BPF task-file iterator (iter/task_file) that emits
+(pid, fd, inode) for every socket descriptor of every process, in one read, replacing the
+per-descriptor readlink scan of /proc/*/fd where BPF is available (owners.py keeps the
+scan as the fallback).
+
+The iterator walks the processes of the caller's PID namespace, one fd table per process
+(threads sharing their process's table are skipped by the kernel), like /proc/*/fd.
+A file is a socket when its inode's mode is S_IFSOCK; the inode number is the one
+sock_diag reports (idiag_inode) and /proc/PID/fd shows as socket:[N].
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from . import btf as btf_mod
+from .asm import FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, AND, Asm
+from .btf import BtfError
+from .iterators import BpfUnavailable
+from .programs import LICENSE, KernelInfo
+from .syscall import Bpf, BpfError, read_all
+
+if TYPE_CHECKING:
+    from sockscope.collectors.owners import OwnerIndex
+    from sockscope.model import Owner
+
+S_IFMT, S_IFSOCK = 0o170000, 0o140000
+RECORD = struct.Struct("<IIQ")  # tgid, fd, inode
+
+
+def _program(k: KernelInfo, btf: btf_mod.Btf) -> tuple[bytes, int]:
+    try:
+        btf_id = btf.find("bpf_iter_task_file", btf_mod.FUNC)
+        o = {
+            "meta": btf.offset_of("bpf_iter__task_file", "meta"),
+            "task": btf.offset_of("bpf_iter__task_file", "task"),
+            "fd": btf.offset_of("bpf_iter__task_file", "fd"),
+            "file": btf.offset_of("bpf_iter__task_file", "file"),
+            "f_inode": btf.offset_of("file", "f_inode"),
+            "i_mode": btf.offset_of("inode", "i_mode"),
+            "i_ino": btf.offset_of("inode", "i_ino"),
+            "tgid": btf.offset_of("task_struct", "tgid"),
+        }
+    except BtfError as exc:
+        raise BpfUnavailable(f"no BPF task-file iterator on this kernel ({exc})") from None
+    base = -RECORD.size
+    a = Asm()
+    a.mov(R6, R1)
+    a.ldx(8, R9, R6, o["meta"])
+    a.ldx(8, R7, R6, o["task"]).jeq_imm(R7, 0, "out")
+    a.ldx(8, R8, R6, o["file"]).jeq_imm(R8, 0, "out")
+    a.ldx(8, R1, R8, o["f_inode"]).jeq_imm(R1, 0, "out")
+    a.ldx(2, R2, R1, o["i_mode"]).alu_imm(AND, R2, S_IFMT).jmp_imm(JNE, R2, S_IFSOCK, "out")
+    a.ldx(8, R3, R1, o["i_ino"]).stx(8, FP, base + 8, R3)
+    a.ldx(4, R2, R7, o["tgid"]).stx(4, FP, base, R2)
+    a.ldx(4, R2, R6, o["fd"]).stx(4, FP, base + 4, R2)
+    a.ldx(8, R1, R9, k.offsets["meta.seq"])
+    a.mov(R2, FP).add_imm(R2, base)
+    a.mov_imm(R3, RECORD.size)
+    a.call(k.helpers["seq_write"])
+    a.label("out")
+    a.mov_imm(R0, 0)
+    a.exit()
+    return a.assemble(), btf_id
+
+
+class TaskFiles:
+    """The loaded task-file iterator; read() -> {pid: {fd: inode}} for socket fds."""
+
+    def __init__(self) -> None:
+        try:
+            btf = btf_mod.load()
+            k = KernelInfo.from_btf(btf)
+        except (OSError, BtfError) as exc:
+            raise BpfUnavailable(f"no kernel BTF for the task-file iterator ({exc})") from None
+        code, btf_id = _program(k, btf)
+        self._bpf = Bpf(k.cmds)
+        try:
+            prog = self._bpf.prog_load(k.prog_type_tracing, code, LICENSE, expected_attach_type=k.attach_trace_iter,
+                                       attach_btf_id=btf_id, name="sockscope_files")
+        except BpfError as exc:
+            raise BpfUnavailable(f"cannot load the BPF task-file iterator: {exc.strerror or exc}") from None
+        try:
+            self._link: int | None = self._bpf.link_create_iter(prog, k.attach_trace_iter)
+        except BpfError as exc:
+            raise BpfUnavailable(f"cannot attach the BPF task-file iterator: {exc.strerror or exc}") from None
+        finally:
+            os.close(prog)
+
+    def read(self) -> dict[int, dict[int, int]]:
+        if self._link is None:
+            raise BpfUnavailable("task-file iterator closed")
+        fd = self._bpf.iter_create(self._link)
+        try:
+            data = read_all(fd)
+        finally:
+            os.close(fd)
+        out: dict[int, dict[int, int]] = {}
+        for tgid, num, inode in RECORD.iter_unpack(data[: len(data) - len(data) % RECORD.size]):
+            fds = out.get(tgid)
+            if fds is None:
+                fds = out[tgid] = {}
+            fds[num] = inode
+        return out
+
+    def close(self) -> None:
+        if self._link is not None:
+            os.close(self._link)
+            self._link = None
+
+
+class TaskFileOwners:
+    """The hook owners.OwnerIndex calls instead of scanning /proc/*/fd: builds inode ->
+    owners from one iterator read, or returns None (then the /proc scan runs). The
+    iterator is loaded on first use; a refusal is remembered and not retried."""
+
+    def __init__(self) -> None:
+        self._files: TaskFiles | None = None
+        self._tried = False
+        self.unavailable: str | None = None
+
+    def __call__(self, index: "OwnerIndex") -> dict[int, list["Owner"]] | None:
+        from sockscope.model import Owner
+
+        if not self._tried:
+            self._tried = True
+            try:
+                self._files = TaskFiles()
+            except BpfUnavailable as exc:
+                self.unavailable = str(exc)
+        if self._files is None:
+            return None
+        try:
+            table = self._files.read()
+        except (OSError, BpfUnavailable) as exc:
+            self.unavailable = f"the BPF task-file iterator failed: {exc}"
+            self.close()
+            return None
+        by_inode: dict[int, list[Owner]] = {}
+        for pid, fds in table.items():
+            info = index.process(pid)
+            if info is None:
+                continue  # exited meanwhile
+            for fd, inode in fds.items():
+                owner = Owner(pid, fd, info.name, info.user, info.cmdline)
+                owners = by_inode.get(inode)
+                if owners is None:
+                    by_inode[inode] = [owner]
+                else:
+                    owners.append(owner)
+        for owners in by_inode.values():
+            if len(owners) > 1:
+                owners.sort(key=lambda o: (o.pid, o.fd))
+        index.forget_except(table.keys())
+        return by_inode
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()
+            self._files = None
