@@ -129,7 +129,7 @@ class Lab:
 
     # -- the question and the kernel's answer ------------------------------------------
     def snapshot(self) -> Snapshot:
-        return self.collector.snapshot()
+        return self.collector.snapshot(fresh=True)
 
     def settle(self, port: int, timeout: float = 0.2) -> Snapshot:
         """A snapshot once no socket of `port` is mid-close (FIN-WAIT-1, CLOSING, LAST-ACK):

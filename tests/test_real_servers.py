@@ -73,7 +73,7 @@ def _ask_all(collector: Collector, holders: dict[int, object], phase: str, stats
             for uid in UIDS:
                 cand = Candidate(proto, family, addr, port, reuseaddr=ra, reuseport=rp, v6only=v6only, uid=uid, listen=proto == "tcp")  # type: ignore[arg-type]
                 if snap is None:
-                    snap = collector.snapshot()
+                    snap = collector.snapshot(fresh=True)
                 verdict = check(snap, cand)
                 if check(replace(snap, tcp_buckets=None, _by_port=None), cand).verdict == "unknown":
                     stats["unknown if the bind bucket were not read"] += 1
@@ -105,7 +105,7 @@ def test_reload_and_restart_questions_beside_real_servers(netns, holders) -> Non
         by_uid = {uid: holders(uid) for uid in UIDS}
         servers.start_all()
         servers.traffic()
-        snap = collector.snapshot()
+        snap = collector.snapshot(fresh=True)
         assert snap.tcp_buckets is not None, f"the BPF iterator did not run: {snap.limitation}"
         kernel = sum(1 for r in snap.sockets if (r.option_source or {}).get("reuseport") == "kernel")
         assert kernel == len(snap.sockets), "every socket's flags should come from the kernel"

@@ -104,10 +104,14 @@ class Collector:
         states: set[str] | frozenset[str] | None = None,
         protos: Iterable[str] = ("tcp", "udp"),
         port: int | None = None,
+        fresh: bool = False,
     ) -> Snapshot:
         """The namespace's sockets now. `states`/`protos` ask the kernel for less; `port`
         keeps only sockets with that local port, before owners and options are looked up
-        (what `sockscope check` needs on a host with 100,000 sockets)."""
+        (what `sockscope check` needs on a host with 100,000 sockets). `fresh` reads the
+        BPF iterators again even when the dump looks unchanged: a socket that bound and
+        closed between two snapshots rewrote its port's bind bucket without a trace in the
+        dump, and the predictor's fast path depends on that bucket."""
         protos = tuple(protos)
         now = time.time()
         try:
@@ -116,7 +120,7 @@ class Collector:
                 records = self._collect(protos, states, facts)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
-                kernel = (self._kernel.read(protos, records if states is None else None)
+                kernel = (self._kernel.read(protos, records if states is None and not fresh else None)
                           if self._kernel is not None and self.kind == "sockdiag" else None)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
