@@ -6,9 +6,10 @@ a V6ONLY socket is invalid (EINVAL), then the port check against every socket of
 (EADDRINUSE), for TCP by inet_bind_conflict() and for UDP by udp_lib_lport_inuse().
 
 listen() repeats the TCP port check with the socket now listening. For a new socket that
-passed bind() it cannot fail against the same sockets: inet_bind_conflict() looks only at
-the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast path it set
-itself at bind(). What listen() does change is the others' future: a socket that is bound
+passed bind()'s full check it cannot fail against the same sockets: inet_bind_conflict()
+looks only at the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast
+path it set itself at bind(). A socket that bind() let through on the port's fast path
+(fastpath.py) without SO_REUSEPORT does meet the full check at listen(). What listen() does change is the others' future: a socket that is bound
 with SO_REUSEADDR but not yet listening will then fail its own listen(), which the
 verdict says.
 """
