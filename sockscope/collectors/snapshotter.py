@@ -108,10 +108,12 @@ class Collector:
     ) -> Snapshot:
         """The namespace's sockets now. `states`/`protos` ask the kernel for less; `port`
         keeps only sockets with that local port, before owners and options are looked up
-        (what `sockscope check` needs on a host with 100,000 sockets). `fresh` reads the
-        BPF iterators again even when the dump looks unchanged: a socket that bound and
-        closed between two snapshots rewrote its port's bind bucket without a trace in the
-        dump, and the predictor's fast path depends on that bucket."""
+        (what `sockscope check` needs on a host with 100,000 sockets). `fresh` answers a
+        question about now, as a one-shot command does: the BPF iterators are read again
+        even when the dump looks unchanged (a socket that bound and closed between two
+        snapshots rewrote its port's bind bucket without a trace in the dump, and the
+        predictor's fast path depends on that bucket), and sockets first seen now have
+        their options read at once rather than at the next refresh."""
         protos = tuple(protos)
         now = time.time()
         try:
@@ -129,7 +131,7 @@ class Collector:
             busy = frozenset((r.proto, r.local_port) for r in records)
             records = [r for r in records if r.local_port == port]
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
-        limitation = self._enrich(records, facts, complete=complete, kernel=kernel)
+        limitation = self._enrich(records, facts, complete=complete, kernel=kernel, fresh=fresh)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
         return Snapshot(
@@ -160,7 +162,7 @@ class Collector:
         ]
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
-                kernel: dict | None = None) -> str | None:
+                kernel: dict | None = None, fresh: bool = False) -> str | None:
         notes: list[str] = []
         if self._owners is not None:
             owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
@@ -191,7 +193,7 @@ class Collector:
             if note:
                 notes.append(note)
         if self._options is not None and self.kind == "sockdiag":
-            note = self._options.apply(pending, complete=complete)
+            note = self._options.apply(pending, complete=complete, defer_new=not fresh)
             if note:
                 notes.append(note)
         elif self.kind == "procfs":
