@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fixture import Fixture  # noqa: E402
+from fixture import Fixture
 
 SNIPPET = r"""
 import json, sys, time

@@ -7,8 +7,9 @@ refreshes about once a second). A pidfd_getfd duplicate held across the server's
 keeps the old listener bound, which is the failure counted (issue 9 item 5).
 
 Watchers: none; pidfd-eager (today's reading before issue 9: a socket is duplicated as
-soon as it is seen); pidfd (read only what survived one refresh); bpf (kernel iterators:
-no duplicate for any socket the iterators walk).
+soon as it is seen); pidfd (read only what survived one refresh); bpf-sockets (socket
+iterators: no duplicate for any socket they walk; owners from /proc/*/fd); bpf (socket
+iterators and owners from the task-file iterator).
 
     sudo .venv/bin/python benchmarks/bench_restart_storm.py [--seconds 15]
 """
@@ -27,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from kit.netns import Netns, setns  # noqa: E402
+from kit.netns import Netns, setns
 
 PORT = 8080
 
@@ -65,7 +66,9 @@ def watcher(path: str, mode: str, w: int) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    with Collector(use_bpf=(mode == "bpf")) as c:
+    with Collector(use_bpf=mode.startswith("bpf")) as c:
+        if mode == "bpf-sockets" and c._owners is not None:
+            c._owners.fd_source = None  # owners from the /proc/*/fd scan, not the task-file iterator
         while not stop:
             if mode == "pidfd-eager" and c._options is not None:
                 c._options._previous = None  # read every socket as soon as it is seen

@@ -11,12 +11,12 @@ import socket
 import time
 
 import pytest
+from kit import Holder, Netns
+from kit.netns import setns
 
 from sockscope.collectors.bpf.iterators import SocketIterators
 from sockscope.collectors.snapshotter import Collector
 from sockscope.model import BindBucket  # noqa: F401  (eval of a child's repr)
-from kit import Holder, Netns
-from kit.netns import setns
 
 pytestmark = pytest.mark.root
 
@@ -281,6 +281,7 @@ def _flags_of(port: int, drop_to: int | None = None, seccomp: bool = False, use_
     def run():
         if seccomp:
             from kit.seccomp import refuse_bpf
+
             from sockscope.collectors.bpf.syscall import syscall_number
             refuse_bpf(syscall_number())
         if drop_to is not None:
@@ -327,7 +328,7 @@ def test_not_root_says_why_and_keeps_todays_answers(netns, holders):
         today = _in_child(netns, _flags_of(port, drop_to=1002, use_bpf=False))
         assert got[:3] == today[:3]
         # today's notes (counts of host processes vary between runs), plus the one line on BPF
-        notes = lambda text: {re.sub(r"\d+", "N", n) for n in text.split("; ")}  # noqa: E731
+        notes = lambda text: {re.sub(r"\d+", "N", n) for n in text.split("; ")}
         assert notes(today[3][-1]) <= notes(got[3][-1])
         assert len(got[3][-1].split("; ")) == len(today[3][-1].split("; ")) + 1
 

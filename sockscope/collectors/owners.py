@@ -70,9 +70,10 @@ class OwnerIndex:
         # sockets now. Kept until a scan reads those fds again (a lookup that finds every
         # socket it wants does not scan, and must not forget them).
         self._stale: set[int] = set()
-        # Optional faster source of the whole inode -> owners map (the BPF task-file
-        # iterator, collectors/bpf/task_files.py); returns None to fall back to the scan.
-        self.fd_source: Callable[[OwnerIndex], dict[int, list[Owner]] | None] | None = None
+        # Optional faster source for full scans (the BPF task-file iterator,
+        # collectors/bpf/task_files.py): (by_inode, fds, owned) as _scan builds them, with
+        # only socket fds in fds; None to fall back to the scan.
+        self.fd_source: Callable[[OwnerIndex], tuple[dict, dict, dict] | None] | None = None
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -162,10 +163,12 @@ class OwnerIndex:
     def _scan(self, incremental: bool, stale: set[int] | frozenset[int] = frozenset()) -> None:
         """Rebuild inode -> owners from /proc/*/fd; when incremental, trust the inode
         remembered for an fd number seen in the last scan of the same process."""
-        if self.fd_source is not None:
-            by_inode = self.fd_source(self)
-            if by_inode is not None:
-                self._by_inode, self._fds, self._owned = by_inode, {}, {}
+        if self.fd_source is not None and not incremental:
+            # Full scans only: an incremental one readlinks just the new fds, which holds
+            # fewer file references than any full walk (bench_restart_storm.py).
+            got = self.fd_source(self)
+            if got is not None:
+                self._by_inode, self._fds, self._owned = got
                 self._scanned, self.denied, self.limitation = True, 0, None
                 return
         proc = self.proc

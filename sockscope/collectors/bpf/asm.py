@@ -42,55 +42,55 @@ class Asm:
     def __len__(self) -> int:
         return len(self._insns)
 
-    def _emit(self, op: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0, target: str | None = None) -> "Asm":
+    def _emit(self, op: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0, target: str | None = None) -> Asm:
         self._insns.append((op, dst, src, off, imm, target))
         return self
 
-    def label(self, name: str) -> "Asm":
+    def label(self, name: str) -> Asm:
         if name in self._labels:
             raise AsmError(f"label {name} defined twice")
         self._labels[name] = len(self._insns)
         return self
 
     # moves and arithmetic (64-bit)
-    def mov(self, dst: int, src: int) -> "Asm":
+    def mov(self, dst: int, src: int) -> Asm:
         return self._emit(ALU64 | MOV | X, dst, src)
 
-    def mov_imm(self, dst: int, imm: int) -> "Asm":
+    def mov_imm(self, dst: int, imm: int) -> Asm:
         return self._emit(ALU64 | MOV | K, dst, 0, 0, imm)
 
-    def add_imm(self, dst: int, imm: int) -> "Asm":
+    def add_imm(self, dst: int, imm: int) -> Asm:
         return self._emit(ALU64 | ADD | K, dst, 0, 0, imm)
 
-    def alu_imm(self, op: int, dst: int, imm: int) -> "Asm":
+    def alu_imm(self, op: int, dst: int, imm: int) -> Asm:
         return self._emit(ALU64 | op | K, dst, 0, 0, imm)
 
     # memory
-    def ldx(self, size: int, dst: int, src: int, off: int) -> "Asm":
+    def ldx(self, size: int, dst: int, src: int, off: int) -> Asm:
         """dst = *(size *)(src + off); size in bytes."""
         return self._emit(LDX | MEM | SIZE_OF[size], dst, src, off)
 
-    def stx(self, size: int, dst: int, off: int, src: int) -> "Asm":
+    def stx(self, size: int, dst: int, off: int, src: int) -> Asm:
         """*(size *)(dst + off) = src."""
         return self._emit(STX | MEM | SIZE_OF[size], dst, src, off)
 
-    def st_imm(self, size: int, dst: int, off: int, imm: int) -> "Asm":
+    def st_imm(self, size: int, dst: int, off: int, imm: int) -> Asm:
         return self._emit(ST | MEM | SIZE_OF[size], dst, 0, off, imm)
 
     # control flow
-    def jmp_imm(self, op: int, dst: int, imm: int, target: str) -> "Asm":
+    def jmp_imm(self, op: int, dst: int, imm: int, target: str) -> Asm:
         return self._emit(JMP | op | K, dst, 0, 0, imm, target)
 
-    def jeq_imm(self, dst: int, imm: int, target: str) -> "Asm":
+    def jeq_imm(self, dst: int, imm: int, target: str) -> Asm:
         return self.jmp_imm(JEQ, dst, imm, target)
 
-    def ja(self, target: str) -> "Asm":
+    def ja(self, target: str) -> Asm:
         return self._emit(JMP | JA, 0, 0, 0, 0, target)
 
-    def call(self, helper: int) -> "Asm":
+    def call(self, helper: int) -> Asm:
         return self._emit(JMP | CALL, 0, 0, 0, helper)
 
-    def exit(self) -> "Asm":
+    def exit(self) -> Asm:
         return self._emit(JMP | EXIT)
 
     def assemble(self) -> bytes:

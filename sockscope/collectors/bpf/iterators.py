@@ -24,7 +24,14 @@ from sockscope.model import BindBucket
 from . import btf as btf_mod
 from .btf import BtfError
 from .programs import (
-    BUCKET_FIRST, LAYOUT_VERSION, LICENSE, TCP_LAYOUT, UDP_LAYOUT, KernelInfo, tcp_program, udp_program,
+    BUCKET_FIRST,
+    LAYOUT_VERSION,
+    LICENSE,
+    TCP_LAYOUT,
+    UDP_LAYOUT,
+    KernelInfo,
+    tcp_program,
+    udp_program,
 )
 from .syscall import Bpf, BpfError, read_all
 
@@ -171,7 +178,7 @@ class SocketIterators:
         return proto in self._links or proto in self._pinned
 
     @classmethod
-    def open(cls, btf_path: str = btf_mod.VMLINUX, pin_dir: str = PIN_DIR, allow_load: bool = True) -> "SocketIterators":
+    def open(cls, btf_path: str = btf_mod.VMLINUX, pin_dir: str = PIN_DIR, allow_load: bool = True) -> SocketIterators:
         if sys.byteorder != "little":
             raise BpfUnavailable("BPF flags: big-endian hosts are not supported; reuse options come from pidfd_getfd")
         try:
@@ -260,7 +267,7 @@ class SocketIterators:
         self._links = {}
         self._pinned = {}
 
-    def __enter__(self) -> "SocketIterators":
+    def __enter__(self) -> SocketIterators:
         return self
 
     def __exit__(self, *exc: object) -> None:

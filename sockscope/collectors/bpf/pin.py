@@ -86,7 +86,7 @@ def pin(pin_dir: str = PIN_DIR) -> tuple[list[str], list[str]]:
 
 
 def unpin(pin_dir: str = PIN_DIR) -> list[str]:
-    removed = []
+    removed: list[str] = []
     if not os.path.isdir(pin_dir):
         return removed
     for name in sorted(os.listdir(pin_dir)):
@@ -102,4 +102,4 @@ def unpin(pin_dir: str = PIN_DIR) -> list[str]:
     return removed
 
 
-__all__ = ["pin", "unpin", "is_bpffs", "PinError"]
+__all__ = ["PinError", "is_bpffs", "pin", "unpin"]

@@ -155,7 +155,7 @@ class KernelInfo:
     missing: dict[str, str]  # iterator -> why it cannot be built on this kernel
 
     @classmethod
-    def from_btf(cls, btf: Btf) -> "KernelInfo":
+    def from_btf(cls, btf: Btf) -> KernelInfo:
         """Looked up once per BTF blob and process (several Collectors share it)."""
         cached = _INFO_CACHE.get(id(btf))
         if cached is not None and cached[0] is btf:
@@ -166,7 +166,7 @@ class KernelInfo:
         return info
 
     @classmethod
-    def _from_btf(cls, btf: Btf) -> "KernelInfo":
+    def _from_btf(cls, btf: Btf) -> KernelInfo:
         cmds = btf.enum_values("bpf_cmd")
         prog_types = btf.enum_values("bpf_prog_type")
         attach = btf.enum_values("bpf_attach_type")
@@ -340,4 +340,4 @@ def udp_program(k: KernelInfo) -> bytes:
     return a.assemble()
 
 
-__all__ = ["KernelInfo", "Layout", "TCP_LAYOUT", "UDP_LAYOUT", "tcp_program", "udp_program", "LICENSE"]
+__all__ = ["LICENSE", "TCP_LAYOUT", "UDP_LAYOUT", "KernelInfo", "Layout", "tcp_program", "udp_program"]

@@ -16,7 +16,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import btf as btf_mod
-from .asm import FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, AND, Asm
+from .asm import AND, FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, Asm
 from .btf import BtfError
 from .iterators import BpfUnavailable
 from .programs import LICENSE, KernelInfo
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 S_IFMT, S_IFSOCK = 0o170000, 0o140000
 RECORD = struct.Struct("<IIQ")  # tgid, fd, inode
+# The iterator holds a reference on each file while it runs the program; if the owner
+# closes that fd meanwhile, ours becomes the last reference and the file (the socket, and
+# its port) is released only when our read() returns to user space. Short reads keep that
+# window short (measured with benchmarks/bench_restart_storm.py).
+READ_CHUNK = 4096
 
 
 def _program(k: KernelInfo, btf: btf_mod.Btf) -> tuple[bytes, int]:
@@ -89,12 +94,12 @@ class TaskFiles:
         finally:
             os.close(prog)
 
-    def read(self) -> dict[int, dict[int, int]]:
+    def read(self, chunk: int = READ_CHUNK) -> dict[int, dict[int, int]]:
         if self._link is None:
             raise BpfUnavailable("task-file iterator closed")
         fd = self._bpf.iter_create(self._link)
         try:
-            data = read_all(fd)
+            data = read_all(fd, chunk)
         finally:
             os.close(fd)
         out: dict[int, dict[int, int]] = {}
@@ -121,7 +126,9 @@ class TaskFileOwners:
         self._tried = False
         self.unavailable: str | None = None
 
-    def __call__(self, index: "OwnerIndex") -> dict[int, list["Owner"]] | None:
+    def __call__(self, index: OwnerIndex) -> tuple[dict, dict, dict] | None:
+        """(inode -> owners, pid -> {fd name: inode}, pid -> [(inode, Owner)]) as
+        OwnerIndex._scan builds them, from one iterator read; None = use the scan."""
         from sockscope.model import Owner
 
         if not self._tried:
@@ -139,22 +146,29 @@ class TaskFileOwners:
             self.close()
             return None
         by_inode: dict[int, list[Owner]] = {}
+        fds_by_pid: dict[int, dict[str, int]] = {}
+        owned_by_pid: dict[int, list[tuple[int, Owner]]] = {}
         for pid, fds in table.items():
             info = index.process(pid)
             if info is None:
                 continue  # exited meanwhile
+            owned = []
             for fd, inode in fds.items():
                 owner = Owner(pid, fd, info.name, info.user, info.cmdline)
+                owned.append((inode, owner))
                 owners = by_inode.get(inode)
                 if owners is None:
                     by_inode[inode] = [owner]
                 else:
                     owners.append(owner)
+            fds_by_pid[pid] = {str(fd): inode for fd, inode in fds.items()}
+            owned_by_pid[pid] = owned
+            index._starts[pid] = info.start
         for owners in by_inode.values():
             if len(owners) > 1:
                 owners.sort(key=lambda o: (o.pid, o.fd))
         index.forget_except(table.keys())
-        return by_inode
+        return by_inode, fds_by_pid, owned_by_pid
 
     def close(self) -> None:
         if self._files is not None:
