@@ -3,10 +3,15 @@ real collector, and the real kernel's answer to a candidate bind()/listen()."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 
 from kit import Holder, Netns
 
+from sockscope.collectors.owners import OwnerIndex
 from sockscope.collectors.snapshotter import Collector
 from sockscope.model import Snapshot
 from sockscope.predict import Candidate, Verdict, check
@@ -31,14 +36,27 @@ class Lab:
     collector: Collector
     live: list[Sock] = field(default_factory=list)
 
+    proc_view: str | None = None
+
     @classmethod
     def open(cls, ns: Netns, make_holder) -> "Lab":
         ns.add_dummy(DEV, f"{DEV_V4}/24", f"{DEV_V6}/64")
         holders = {uid: make_holder(uid) for uid in UIDS}
-        return cls(ns, holders, Collector(netns=ns.name))
+        collector = Collector(netns=ns.name)
+        # Only the holders own sockets in this namespace, so the owner lookup reads only
+        # their /proc entries: on a machine shared with benchmarks that hold 100,000
+        # sockets, a whole-/proc fd scan per case would dominate the run. (The collector's
+        # own discovery over all of /proc is tested in test_sockdiag.py.)
+        view = tempfile.mkdtemp(prefix="sockscope-lab-proc-")
+        for h in holders.values():
+            os.symlink(f"/proc/{h.pid}", f"{view}/{h.pid}")
+        collector._owners = OwnerIndex(proc=view)
+        return cls(ns, holders, collector, proc_view=view)
 
     def close(self) -> None:
         self.collector.close()
+        if self.proc_view:
+            shutil.rmtree(self.proc_view, ignore_errors=True)
 
     # -- building scenarios ------------------------------------------------------------
     def socket(
@@ -65,6 +83,13 @@ class Lab:
         self.live.append(s)
         return s
 
+    def listen(self, s: Sock) -> str | None:
+        """listen() on a socket bound earlier: None, or the errno (the socket stays bound)."""
+        err = s.holder.listen(s.sid)
+        if err is None:
+            s.desc += " LISTEN(late)"
+        return err
+
     def close_sock(self, s: Sock) -> None:
         if s in self.live:
             self.live.remove(s)
@@ -87,18 +112,37 @@ class Lab:
         self.live.append(s)
         return s
 
-    def accept(self, listener: Sock, timeout: float = 0.5) -> Sock | None:
+    def accept(self, listener: Sock, timeout: float = 0.5, as_uid: int | None = None) -> Sock | None:
+        """Accept one connection; with `as_uid` (root listeners only) the accepting process
+        runs with that fsuid, so the child belongs to another uid than its listener."""
         try:
-            sid = listener.holder.call("accept", listener.sid, timeout)
+            if as_uid is None:
+                sid = listener.holder.call("accept", listener.sid, timeout)
+            else:
+                sid = listener.holder.call("accept_as", listener.sid, as_uid, timeout)
         except Exception:
             return None  # a reuseport sibling got the connection: it stays in that queue
-        s = Sock(listener.holder, sid, f"child of {listener.desc}")
+        owner = "" if as_uid is None else f" accepted as uid{as_uid}"
+        s = Sock(listener.holder, sid, f"child{owner} of {listener.desc}")
         self.live.append(s)
         return s
 
     # -- the question and the kernel's answer ------------------------------------------
     def snapshot(self) -> Snapshot:
-        return self.collector.snapshot()
+        return self.collector.snapshot(fresh=True)
+
+    def settle(self, port: int, timeout: float = 0.2) -> Snapshot:
+        """A snapshot once no socket of `port` is mid-close (FIN-WAIT-1, CLOSING, LAST-ACK):
+        on loopback those finish within microseconds, and a snapshot caught inside that
+        window can only say "unknown" (the orphan may have become a TIME_WAIT socket by the
+        time of the bind). Bounded: after `timeout` the last snapshot is returned as it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            busy = any(r.proto == "tcp" and r.state in ("FIN-WAIT-1", "CLOSING", "LAST-ACK") for r in snap.on_port("tcp", port))
+            if not busy or time.monotonic() > deadline:
+                return snap
+            time.sleep(0.002)
 
     def predict(self, cand: Candidate, snapshot: Snapshot | None = None) -> Verdict:
         return check(snapshot or self.snapshot(), cand)

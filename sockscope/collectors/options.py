@@ -89,12 +89,13 @@ class OptionReader:
         self.deferred = 0  # sockets first seen in the last apply(), left for the next
         self.denied = 0
 
-    def apply(self, records: Sequence[SocketRecord], complete: bool = True) -> str | None:
+    def apply(self, records: Sequence[SocketRecord], complete: bool = True, defer_new: bool = True) -> str | None:
         """Fill the options of `records` in place; return one line on what could not be read.
 
         `complete` is False when `records` holds only some states (a listening-only refresh):
         the memory of the other sockets must then survive, or the next full refresh would
-        re-read every established socket's options."""
+        re-read every established socket's options. `defer_new=False` reads sockets first
+        seen now too, as the first apply() does (a fresh snapshot for a question)."""
         memory = self._memory
         previous = self._previous
         pidfds: dict[int, int | None] = {}
@@ -109,7 +110,7 @@ class OptionReader:
                 flags = known[0] if known is not None else None
                 stale = known is None or (known[1] != rec.state and rec.state in reread)
                 if rec.owners and unsupported is None and stale:
-                    if previous is not None and rec.cookie not in previous:
+                    if defer_new and previous is not None and rec.cookie not in previous:
                         deferred += 1  # first seen now: read it if it is still there next time
                     else:
                         got = self._read_one(rec, pidfds, denied_pids)

@@ -66,6 +66,10 @@ class OwnerIndex:
         self._full_at = 0.0
         self._full_cost = 0.0
         self._last_wanted: set[int] | frozenset[int] = frozenset()
+        # Inodes that left the dump since the last fd scan: their fd numbers may hold new
+        # sockets now. Kept until a scan reads those fds again (a lookup that finds every
+        # socket it wants does not scan, and must not forget them).
+        self._stale: set[int] = set()
         # Optional faster source for full scans (the BPF task-file iterator,
         # collectors/bpf/task_files.py): (by_inode, fds, owned) as _scan builds them, with
         # only socket fds in fds; None to fall back to the scan.
@@ -128,12 +132,15 @@ class OwnerIndex:
             return self._full(wanted, now)
         # Sockets that left the dump since last time: the fd numbers that held them may now
         # hold new sockets (fd numbers are reused), so those fds are read again.
-        stale = self._last_wanted - wanted
+        gone = self._last_wanted - wanted
+        if gone:
+            self._stale |= gone
         self._last_wanted = wanted  # never mutated: no copy of 100,000 inodes
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
         if len(found) == len(wanted):
             return found
+        stale, self._stale = self._stale - wanted, set()
         self._scan(incremental=True, stale=stale)
         known = self._by_inode
         found = {ino: known[ino] for ino in wanted if ino in known}
@@ -144,6 +151,7 @@ class OwnerIndex:
 
     def _full(self, wanted: set[int], now: float) -> dict[int, list[Owner]]:
         self._last_wanted = wanted
+        self._stale = set()
         self._scan(incremental=False)
         self._full_cost = time.monotonic() - now
         self._full_at = now

@@ -104,10 +104,16 @@ class Collector:
         states: set[str] | frozenset[str] | None = None,
         protos: Iterable[str] = ("tcp", "udp"),
         port: int | None = None,
+        fresh: bool = False,
     ) -> Snapshot:
         """The namespace's sockets now. `states`/`protos` ask the kernel for less; `port`
         keeps only sockets with that local port, before owners and options are looked up
-        (what `sockscope check` needs on a host with 100,000 sockets)."""
+        (what `sockscope check` needs on a host with 100,000 sockets). `fresh` answers a
+        question about now, as a one-shot command does: the BPF iterators are read again
+        even when the dump looks unchanged (a socket that bound and closed between two
+        snapshots rewrote its port's bind bucket without a trace in the dump, and the
+        predictor's fast path depends on that bucket), and sockets first seen now have
+        their options read at once rather than at the next refresh."""
         protos = tuple(protos)
         now = time.time()
         try:
@@ -116,7 +122,7 @@ class Collector:
                 records = self._collect(protos, states, facts)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
-                kernel = (self._kernel.read(protos, records if states is None else None)
+                kernel = (self._kernel.read(protos, records if states is None and not fresh else None)
                           if self._kernel is not None and self.kind == "sockdiag" else None)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
@@ -125,7 +131,7 @@ class Collector:
             busy = frozenset((r.proto, r.local_port) for r in records)
             records = [r for r in records if r.local_port == port]
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
-        limitation = self._enrich(records, facts, complete=complete, kernel=kernel)
+        limitation = self._enrich(records, facts, complete=complete, kernel=kernel, fresh=fresh)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
         return Snapshot(
@@ -156,7 +162,7 @@ class Collector:
         ]
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
-                kernel: dict | None = None) -> str | None:
+                kernel: dict | None = None, fresh: bool = False) -> str | None:
         notes: list[str] = []
         if self._owners is not None:
             owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
@@ -187,7 +193,7 @@ class Collector:
             if note:
                 notes.append(note)
         if self._options is not None and self.kind == "sockdiag":
-            note = self._options.apply(pending, complete=complete)
+            note = self._options.apply(pending, complete=complete, defer_new=not fresh)
             if note:
                 notes.append(note)
         elif self.kind == "procfs":

@@ -6,9 +6,10 @@ a V6ONLY socket is invalid (EINVAL), then the port check against every socket of
 (EADDRINUSE), for TCP by inet_bind_conflict() and for UDP by udp_lib_lport_inuse().
 
 listen() repeats the TCP port check with the socket now listening. For a new socket that
-passed bind() it cannot fail against the same sockets: inet_bind_conflict() looks only at
-the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast path it set
-itself at bind(). What listen() does change is the others' future: a socket that is bound
+passed bind()'s full check it cannot fail against the same sockets: inet_bind_conflict()
+looks only at the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast
+path it set itself at bind(). A socket that bind() let through on the port's fast path
+(fastpath.py) without SO_REUSEPORT does meet the full check at listen(). What listen() does change is the others' future: a socket that is bound
 with SO_REUSEADDR but not yet listening will then fail its own listen(), which the
 verdict says.
 """
@@ -21,6 +22,7 @@ from sockscope.model import HostFacts, Snapshot
 
 from .addresses import EndpointError, bind_addr, format_endpoint
 from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
+from .fastpath import FastPath, bucket_unread_reason, tcp_fast_path
 from .rules import (
     NOT_IN_BIND_TABLES,
     Me,
@@ -30,10 +32,9 @@ from .rules import (
     make_other,
     tcp_blocks,
     tcp_rule,
-    udp_outcome,
-    udp_rule,
 )
 from .types import Blocker, Candidate, Verdict
+from .udpchain import udp_chain
 
 ERRNO_TEXT = {
     "EADDRINUSE": "Address already in use",
@@ -146,52 +147,7 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
             else:
                 possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, free)}", False))
         return definite, possible, notes
-    return _udp_chain(me, others)
-
-
-def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
-    """udp_lib_lport_inuse(): the first overlapping socket in chain order decides.
-
-    The dump gives each family's chain order, but IPv4 and IPv6 are dumped separately, so
-    their interleaving is unknown: evaluate both concatenations, which together contain
-    every possible first decider."""
-    # Each socket's outcome in each of its possible worlds, computed once.
-    results = {id(o): [(w, udp_outcome(me, o, w)) for w in o.worlds] for o in others}
-    v4 = [o for o in others if o.rec.family == 4]
-    v6 = [o for o in others if o.rec.family == 6]
-    orders = [v4 + v6, v6 + v4] if v4 and v6 else [v4 + v6]
-    outcomes: set[str] = set()
-    deciders: dict[int, Other] = {}  # sockets that may decide with "block"
-    for order in orders:
-        for o in order:
-            seen = {outcome for _, outcome in results[id(o)]}
-            outcomes |= seen - {"skip"}
-            if "block" in seen:
-                deciders.setdefault(id(o), o)
-            if "skip" not in seen:
-                break
-        else:
-            outcomes.add("allow")
-    notes: list[str] = []
-    if outcomes == {"allow", "block"} and len(orders) == 2:
-        notes.append(
-            "UDP lets the first overlapping socket in the port's hash chain decide, and the kernel "
-            "dumps IPv4 and IPv6 sockets separately, so which one comes first here is unknown"
-        )
-    if "block" not in outcomes:
-        return [], [], notes
-    definite = outcomes == {"block"}
-    blockers: list[Blocker] = []
-    for o in deciders.values():
-        blocking = [w for w, outcome in results[id(o)] if outcome == "block"]
-        free = [w for w, outcome in results[id(o)] if outcome != "block"]
-        rule = udp_rule(me, o, blocking[0])
-        if definite:
-            text = RULE_TEXT[rule]
-        else:
-            text = unknown_reason(o, rule, free) if free else f"may decide first: {RULE_TEXT[rule]}"
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite))
-    return (blockers, [], notes) if definite else ([], blockers, notes)
+    return udp_chain(me, others)
 
 
 def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
@@ -217,6 +173,9 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
+    bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
+    if bucket_path is not None:
+        return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others, suggest)
     if definite:
         fast = fast_reuseport_may_admit(me, others)
         if fast is not None:
@@ -224,8 +183,49 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
                 "The kernel keeps a per-port SO_REUSEPORT fast path (kernel-bind-rules §6): because "
                 f"{describe(fast.rec)} has the same uid and an address covering {endpoint}, the kernel may "
                 "admit this bind without checking the sockets above, so the outcome is not certain"
+                + bucket_unread_reason(snapshot.tcp_buckets)
             )
             return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
+    if possible:
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+
+
+def _with_bucket(
+    snapshot: Snapshot,
+    cand: Candidate,
+    me: Me,
+    fast: FastPath,
+    definite: list[Blocker],
+    possible: list[Blocker],
+    label: str,
+    notes: list[str],
+    others: list[Other],
+    suggest: bool,
+) -> Verdict:
+    """The TCP verdict when the port's bind bucket was read: the kernel's fast path first
+    (fastpath.py), then the per-socket rule for what it does not skip."""
+    if fast.status == "admits":
+        if definite or possible:
+            notes.append(f"The per-socket rule alone would refuse this bind, but {fast.reason}")
+        if not (cand.listen and (definite or possible)) or fast.listen_skips_check:
+            verdict = _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+            if definite or possible:
+                first = (definite or possible)[0]
+                calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
+                verdict.explanation = (
+                    f"{calls} of {label} would succeed: the port's bind bucket lets the kernel skip the "
+                    f"conflict check, although by the per-socket rule this socket blocks it: {first.reason}."
+                )
+            return verdict
+        # listen() runs the full check again, and only an SO_REUSEPORT socket skips it there.
+        verdict = "conflict" if definite else "unknown"
+        return _finish(snapshot, cand, me, verdict, "EADDRINUSE" if definite else None, definite, possible, label, notes, suggest=suggest, stage="listen")
+    if fast.status == "unknown" and (definite or possible):
+        notes.append(f"The kernel's per-port fast path may admit this bind without the check: {fast.reason}")
+        return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+    if definite:
         return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
     if possible:
         return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
@@ -244,6 +244,7 @@ def _finish(
     notes: list[str],
     others: list[Other] | None = None,
     suggest: bool = True,
+    stage: str = "bind",
 ) -> Verdict:
     from .suggest import suggestions_for
 
@@ -267,7 +268,10 @@ def _finish(
         else:
             explanation = f"{calls} of {label} would succeed: no socket uses port {cand.port}."
     elif verdict == "conflict":
-        head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
+        if stage == "listen":
+            head = f"bind() of {label} would succeed, then listen() would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
+        else:
+            head = f"bind() of {label} would fail with EADDRINUSE ({ERRNO_TEXT['EADDRINUSE']})"
         count = len(definite)
         explanation = f"{head}: blocked by {definite[0].reason}."
         if count > 1:
@@ -280,7 +284,7 @@ def _finish(
     result = Verdict(
         verdict,  # type: ignore[arg-type]
         errno,
-        "bind" if verdict == "conflict" else None,
+        stage if verdict == "conflict" else None,  # type: ignore[arg-type]
         blockers=blockers,
         explanation=explanation,
         notes=notes,

@@ -93,6 +93,18 @@ class _Server:
         conn.settimeout(None)
         return self._add(conn)
 
+    def cmd_accept_as(self, sid: int, fsuid: int, timeout: float = 5) -> int:
+        """accept() with the fsuid set to `fsuid` (root holders only): the accepted socket
+        then belongs to that uid, as when a listener is passed to another user's process."""
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        old = libc.setfsuid(fsuid)
+        try:
+            return self.cmd_accept(sid, timeout)
+        finally:
+            libc.setfsuid(old)
+
     def cmd_close(self, sid: int) -> None:
         self.socks.pop(sid).close()
 
