@@ -286,8 +286,29 @@ async def test_bind_check_conflict_marks_blockers_and_ok(scene):
         inp = screen.query_one("#bind-endpoint")
         inp.value = ""
         await pilot.press(*"nonsense", "enter")
-        assert "Address" in str(screen.query_one("#bind-result").render())
+        assert "is not a port number" in str(screen.query_one("#bind-result").render())
         await pilot.press("escape")
+
+
+async def test_bind_check_form_reads_input_as_check_does(scene):
+    """One parser (sockscope.predict.candidate): the scope of a link-local address binds its
+    interface (the form used to drop it and answer EINVAL), and V6ONLY left alone means the
+    namespace's net.ipv6.bindv6only, not "off"."""
+    ns, _made, _root = scene
+    ns.add_dummy("va", "fe80::1/64")
+    app = make_app(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await app.refresh_now()
+        screen = await _bind_check(app, pilot, "[fe80::1%va]:3333")
+        assert screen.candidate.device == "va" and screen.candidate.v6only is None
+        assert screen.verdict.verdict == "ok", screen.verdict.explanation
+        await pilot.press("escape")
+        screen = await _bind_check(app, pilot, "[::1%va]:5000")
+        assert screen.candidate.device is None and any("ignored" in n for n in screen.notes)
+        await pilot.press("escape")
+        screen = await _bind_check(app, pilot, "127.0.0.1:²")
+        assert screen.verdict is None and "not a port number" in str(screen.query_one("#bind-result").render())
 
 
 async def test_why_modal(scene):

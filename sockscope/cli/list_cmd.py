@@ -7,7 +7,7 @@ import shutil
 import sys
 
 from sockscope.formatting import endpoint, options_text, owner_text
-from sockscope import states
+from sockscope import states, userinput
 from sockscope.model import Snapshot, SocketRecord
 from sockscope.serialize import records_to_json
 
@@ -31,22 +31,16 @@ def parse_states(text: str) -> frozenset[str]:
 
 def parse_port(text: str) -> int:
     try:
-        port = int(text, 10)
-    except ValueError:
-        raise UsageError(f"bad port {text!r}: expected a number from 0 to 65535") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"port {port} out of range 0-65535")
-    return port
+        return userinput.parse_port(text)
+    except userinput.InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_pid(text: str) -> int:
     try:
-        pid = int(text, 10)
-    except ValueError:
-        raise UsageError(f"bad pid {text!r}: expected a positive number") from None
-    if pid <= 0:
-        raise UsageError(f"bad pid {pid}: expected a positive number")
-    return pid
+        return userinput.parse_pid(text)
+    except userinput.InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -197,7 +197,7 @@ def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker
 def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
     """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`."""
     me, einval_mapped = normalise(snapshot, cand)
-    label = candidate_text(me, cand.listen)
+    label = candidate_text(me, cand.listen, cand.device)
     early = precheck(snapshot, cand, me, einval_mapped)
     if early is not None:
         errno, sentence = early
@@ -216,7 +216,7 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     others = _others(snapshot, me, cand.port)
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
-    endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
+    endpoint = format_endpoint(me.addr.family, me.addr.text, me.port, cand.device)
     if definite:
         fast = fast_reuseport_may_admit(me, others)
         if fast is not None:

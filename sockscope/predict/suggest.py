@@ -65,7 +65,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         addrs = [a for a, _i, scoped, tentative in facts.v6_addrs if not tentative and not scoped]
     for addr in addrs:
         if addr != cand.addr and _works(snapshot, replace(cand, addr=addr)):
-            out.append(f"Bind {format_endpoint(cand.family, addr, cand.port)} instead: nothing there blocks it.")
+            out.append(f"Bind {format_endpoint(cand.family, addr, cand.port, cand.device)} instead: nothing there blocks it.")
             break
     if not cand.device and recs and all(r.device for r in recs):
         # Every blocker is bound to a device: a socket bound to another device does not meet them.
@@ -78,7 +78,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
             if snapshot.busy_ports is not None and (cand.proto, port) in snapshot.busy_ports:
                 continue  # a one-port snapshot has not looked at that port's sockets
             if _works(snapshot, replace(cand, port=port)):
-                out.append(f"Or use another port: {format_endpoint(cand.family, cand.addr, port)} is free for this socket.")
+                out.append(f"Or use another port: {format_endpoint(cand.family, cand.addr, port, cand.device)} is free for this socket.")
                 break
     holders: dict[int, str] = {}
     for r in recs:

@@ -8,6 +8,7 @@ the UI thread, which only swaps finished views into the tables (`apply_views`).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections import deque
@@ -27,7 +28,7 @@ from sockscope.model import SocketRecord
 from sockscope.formatting import endpoint
 
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
-from .messages import CollectorFailed, ViewsReady
+from .messages import BlockersFound, CollectorFailed, ViewsReady
 from .poller import CollectorSource, Poller, Source
 from .views import BuildQueue, Settings, ViewBuilder, Views
 from .widgets import FilterBar, SocketTable, StatsHeader
@@ -397,8 +398,12 @@ class SockscopeApp(App[int]):
         row = self._current_record()
         proto, ep = "tcp", ""
         if isinstance(row, SocketRecord):
-            proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family)
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep))  # type: ignore[union-attr]
+            proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family, row.device)
+        # uid: the caller's, as `sockscope check` defaults to
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep, uid=os.getuid()))  # type: ignore[union-attr]
+
+    def on_blockers_found(self, message: BlockersFound) -> None:
+        self.set_blockers(message.blockers, message.text)
 
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers
