@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["InputError", "parse_uint", "parse_port", "parse_uid", "parse_pid", "UID_MAX", "PID_MAX"]
+__all__ = ["InputError", "parse_uint", "parse_port", "parse_uid", "parse_pid", "parse_ifname", "UID_MAX", "PID_MAX"]
 
 _ASCII_NUMBER = re.compile(r"[0-9]{1,20}")
 # (uid_t)-1 = 4294967295 is not a uid: setresuid() reads it as "leave unchanged".
@@ -42,3 +42,19 @@ def parse_uid(text: str) -> int:
 
 def parse_pid(text: str) -> int:
     return parse_uint(text, "pid", 1, PID_MAX)
+
+
+def parse_ifname(text: str) -> str:
+    """An interface name as the kernel's dev_valid_name() allows it: 1-15 bytes, not "."
+    or "..", no "/", ":" or blank; control characters are refused too (they could only be
+    a typo or an attack on the terminal that echoes the name back)."""
+    name = text.strip()
+    raw = name.encode("utf-8", "surrogateescape")
+    if (
+        not name
+        or len(raw) > 15
+        or name in (".", "..")
+        or any(c in "/:" or c.isspace() or not c.isprintable() for c in name)
+    ):
+        raise InputError(f"bad interface name {text!r}: 1-15 bytes, no '/', ':' or blanks")
+    return name

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sockscope.formatting import endpoint
+from sockscope.userinput import InputError, parse_ifname
 
 Kind = Literal["any", "mapped", "specific"]
 LOOPBACK4_IPV6 = int(ipaddress.IPv4Address("127.0.0.6"))
@@ -87,17 +88,13 @@ class Endpoint:
 
 
 _PORT = re.compile(r"[0-9]{1,5}")  # ASCII only: "²".isdigit() is True, int("²") raises
-_NAME_BAD = frozenset("/ %[]:")
-
-
 def _check_name(text: str, name: str, what: str) -> str:
     if not name:
         raise EndpointError(f"{text!r}: empty {what} after %")
-    # Interface names are at most 15 bytes (IFNAMSIZ - 1) with no '/' or blank; a numeric
-    # zone is an interface index.
-    if len(name.encode("utf-8", "surrogateescape")) > 15 or any(c in _NAME_BAD or not c.isprintable() for c in name):
-        raise EndpointError(f"{text!r}: {name!r} is not an interface name")
-    return name
+    try:
+        return parse_ifname(name)  # a numeric zone (an interface index) passes too
+    except InputError:
+        raise EndpointError(f"{text!r}: {name!r} is not an interface name or index") from None
 
 
 def split_endpoint(text: str) -> Endpoint:

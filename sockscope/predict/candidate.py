@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sockscope.userinput import InputError, parse_uid
+from sockscope.userinput import InputError, parse_ifname, parse_uid
 
 from .addresses import EndpointError, needs_scope_id, split_endpoint
 from .types import Candidate
@@ -58,7 +58,7 @@ def parse_candidate(
 ) -> tuple[Candidate, list[str]]:
     """(candidate, notes) from what the user typed; raises CandidateInputError.
 
-    `uid` is a number or the text of one; `device` is SO_BINDTODEVICE (blank = none);
+    `uid` is a number or the text of one; `device` is SO_BINDTODEVICE (None = none);
     `interfaces` (HostFacts.interfaces) resolves numeric scopes. `notes` say what the
     kernel will do with input it ignores (a scope on an address that needs none).
     """
@@ -71,7 +71,10 @@ def parse_candidate(
     except (EndpointError, InputError) as exc:
         raise CandidateInputError(str(exc)) from None
     notes: list[str] = []
-    dev = (device or "").strip() or None
+    try:
+        dev = parse_ifname(device) if device is not None else None
+    except InputError as exc:
+        raise CandidateInputError(str(exc)) from None
     if dev is not None and ep.device is not None and dev != ep.device:
         raise CandidateInputError(f"the address names device {ep.device!r} but the device given is {dev!r}")
     dev = dev or ep.device

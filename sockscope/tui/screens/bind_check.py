@@ -93,7 +93,7 @@ class BindCheckScreen(ModalScreen[None]):
                 reuseaddr=self.query_one("#bind-reuseaddr", Checkbox).value,
                 reuseport=self.query_one("#bind-reuseport", Checkbox).value,
                 v6only=V6ONLY_CHOICES.get(str(v6only)),
-                device=self.query_one("#bind-device", Input).value,
+                device=self.query_one("#bind-device", Input).value.strip() or None,  # blank: none
                 listen=self.query_one("#bind-listen", Checkbox).value,
                 interfaces=snapshot.facts.interfaces if snapshot is not None else None,
             )
