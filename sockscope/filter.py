@@ -140,7 +140,8 @@ def _addr_ints(addr: str) -> tuple[int | None, int | None]:
         return (None, None)  # "*" or anything else a collector may write: matches no network
     if ip.version == 4:
         return (int(ip), None)
-    mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+    assert isinstance(ip, ipaddress.IPv6Address)
+    mapped = ip.ipv4_mapped
     return (int(mapped) if mapped is not None else None, int(ip))
 
 

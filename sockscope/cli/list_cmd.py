@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = parse_states(args.state) if args.state is not None else None
     port = parse_port(args.port) if args.port is not None else None
     pid = parse_pid(args.pid) if args.pid is not None else None
-    protos = ("tcp", "udp")
+    protos: tuple[str, ...] = ("tcp", "udp")
     if args.tcp and not args.udp:
         protos = ("tcp",)
     elif args.udp and not args.tcp:

@@ -110,7 +110,7 @@ def precheck(snapshot: Snapshot, cand: Candidate, me: Me, einval_mapped: str | N
         if einval_mapped:
             return "EINVAL", f"{cand.addr} is a v4-mapped address and the socket is IPV6_V6ONLY"
         if facts.complete and not facts.ip_nonlocal_bind and not _v4_is_local(facts, me.addr.v4):
-            return "EADDRNOTAVAIL", f"{ip.ipv4_mapped} is not an address of this network namespace"
+            return "EADDRNOTAVAIL", f"{ipaddress.IPv4Address(me.addr.v4)} is not an address of this network namespace"
         return None
     if me.addr.kind == "specific":
         if ip.is_link_local and not cand.device:

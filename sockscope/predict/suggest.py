@@ -26,14 +26,14 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
     blockers = verdict.blockers
     recs = [b.socket for b in blockers]
     options = [
-        (dict(reuseaddr=True), "Set SO_REUSEADDR on the new socket"),
-        (dict(reuseport=True), "Set SO_REUSEPORT on the new socket"),
-        (dict(reuseaddr=True, reuseport=True), "Set both SO_REUSEADDR and SO_REUSEPORT on the new socket"),
+        ((True, cand.reuseport), "Set SO_REUSEADDR on the new socket"),
+        ((cand.reuseaddr, True), "Set SO_REUSEPORT on the new socket"),
+        ((True, True), "Set both SO_REUSEADDR and SO_REUSEPORT on the new socket"),
     ]
-    for change, text in options:
-        if all(getattr(cand, k) == v for k, v in change.items()):
+    for (reuseaddr, reuseport), text in options:
+        if (reuseaddr, reuseport) == (cand.reuseaddr, cand.reuseport):
             continue
-        if _works(snapshot, replace(cand, **change)):
+        if _works(snapshot, replace(cand, reuseaddr=reuseaddr, reuseport=reuseport)):
             out.append(f"{text}: the bind would then succeed.")
             break
     live_old = [b.socket for b in blockers if b.rule == "old-without-reuseaddr" and not b.socket.timewait]

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from sockscope.model import SocketRecord
+from sockscope.model import Snapshot, SocketRecord
 
 from sockscope.formatting import endpoint
 
@@ -222,11 +222,11 @@ class SockscopeApp(App[int]):
     def table(self, pane: str | None = None) -> SocketTable:
         return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
 
-    def snapshot(self):  # type: ignore[no-untyped-def]
+    def snapshot(self) -> Snapshot | None:
         return self.views.frame.snapshot() if self.views is not None else None
 
     def _set_settings(self, dirty: Iterable[str] = (), **changes: Any) -> None:
-        values = {
+        values: dict[str, Any] = {
             "version": self.settings.version + 1,
             "filter_text": self.settings.filter_text,
             "predicate": self.settings.predicate,
@@ -400,7 +400,7 @@ class SockscopeApp(App[int]):
         if isinstance(row, SocketRecord):
             proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family, row.device)
         # uid: the caller's, as `sockscope check` defaults to
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep, uid=os.getuid()))  # type: ignore[union-attr]
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep, uid=os.getuid()))
 
     def on_blockers_found(self, message: BlockersFound) -> None:
         self.set_blockers(message.blockers, message.text)

@@ -155,7 +155,7 @@ class DetailsScreen(ModalScreen[None]):
         try:
             import psutil
         except ImportError:
-            psutil = None  # type: ignore[assignment]
+            psutil = None
         for o in self.rec.owners:
             if o.cmdline is not None or o.pid in out:
                 continue
@@ -176,6 +176,8 @@ class DetailsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=False, group="details-check")
     def check_port(self) -> None:
+        verdict: Any
+        error: str | None
         try:
             candidate = default_candidate(self.rec)
         except ImportError:

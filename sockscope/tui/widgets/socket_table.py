@@ -16,7 +16,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.events import Click
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -239,7 +239,7 @@ class SocketTable(ScrollView, can_focus=True):
             pos += width + 1
         return None
 
-    def _on_click(self, event: Click) -> None:
+    async def _on_click(self, event: Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
             return
@@ -282,7 +282,7 @@ class SocketTable(ScrollView, can_focus=True):
             style = self._styles[name] = self.get_component_rich_style(f"socket-table--{name}", partial=True)
         return style
 
-    def render_lines(self, crop):  # type: ignore[no-untyped-def]
+    def render_lines(self, crop: Region) -> list[Strip]:
         self.ctx.now = self.clock()
         return super().render_lines(crop)
 
