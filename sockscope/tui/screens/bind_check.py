@@ -8,7 +8,6 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
@@ -16,6 +15,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 from sockscope.formatting import endpoint as write_endpoint
 from sockscope.model import Snapshot
 
+from ..keys import bindings
 from ..columns import ident
 from ..messages import BlockersFound
 from .predictor import UNAVAILABLE, run_check, verdict_text
@@ -25,10 +25,7 @@ V6ONLY_CHOICES: dict[str, bool | None] = {"default": None, "on": True, "off": Fa
 
 
 class BindCheckScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape", "dismiss", "Close"),
-        Binding("ctrl+r", "check", "Check", show=True),
-    ]
+    BINDINGS = bindings("bind-check")  # tui/keys.py
 
     def __init__(self, get_snapshot: Any, proto: str = "tcp", endpoint: str = "", uid: int = 0) -> None:
         super().__init__()

@@ -9,7 +9,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
@@ -17,6 +16,8 @@ from textual.widgets import Footer, Label, Static
 from sockscope.model import Snapshot, SocketRecord
 
 from sockscope.formatting import endpoint, flag, options_text
+
+from ..keys import bindings
 from .predictor import default_candidate, run_check, verdict_text
 
 
@@ -117,10 +118,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
 
 
 class DetailsScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q,enter", "dismiss", "Close"),
-        Binding("w", "why", "Why this port"),
-    ]
+    BINDINGS = bindings("details")  # tui/keys.py
 
     def __init__(self, rec: SocketRecord, snapshot: Snapshot, fixed_time: bool = False) -> None:
         super().__init__()
