@@ -226,7 +226,11 @@ async def test_details_screen_every_field(scene):
         sibling = made["listen6_dual"].extra_owner_pids[0]
         assert str(sibling) in text, "both owners listed"
         assert "python" in text and ("kit" in text or "pytest" in text or "-c" in text or "python" in text)
-        assert screen.cmdlines, "command lines read with psutil"
+        assert screen.cmdlines
+        # psutil's job: the owner's process in detail (exe, parent, start, state).
+        proc = screen.procs.get(made["listen6_dual"].holder.call("ping"))
+        assert proc is not None and proc.exe and proc.started and proc.ppid
+        assert f"exe {proc.exe} · parent {proc.ppid} · started " in screen._text().plain
         assert screen.verdict is not None or screen.verdict_error == "predictor unavailable"
         if screen.verdict is not None:
             assert screen.verdict.verdict in ("ok", "conflict", "unknown")
