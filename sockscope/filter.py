@@ -53,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sockscope import states
+from sockscope.formatting import endpoint
 from sockscope.model import SocketRecord
 
 Predicate = Callable[[SocketRecord], bool]
@@ -164,6 +165,7 @@ def _haystack(r: SocketRecord) -> str:
         parts.append(long)
     if r.device:
         parts.append(r.device)
+        parts.append(endpoint(la, lp, r.family, r.device))  # "[::1]%lo:53", as list shows it
     for o in r.owners:
         parts.append(o.process)
         parts.append(str(o.pid))

@@ -90,6 +90,7 @@ def test_plain_text_matches_process_user_pid_addr_port_state_device() -> None:
     same("600", [CLOSEWAIT])  # pid
     same("93.184", [CLIENT, TW])
     same("127.0.0.53:53", [DNS])
+    same("127.0.0.53%lo:53", [DNS])  # as list and ss write a bound device
     same("[::1]:5432", [LOOP6])
     same("syn-", [SYNSENT, SYNRECV])
     same("established", [CLIENT, MAPPED, LOOP6])  # ss's long name for ESTAB
