@@ -191,3 +191,11 @@ def test_why_lists_holders_and_checked_alternatives() -> None:
         assert check(s, c).verdict == t["verdict"]
     empty = why(snap(), "udp", 5353)
     assert empty.text.startswith("No UDP socket uses port 5353")
+
+
+def test_why_writes_a_device_as_ss_does() -> None:
+    s = snap(rec(addr="::1", port=2222, device="lo", ifindex=1, v6only=True))
+    text = why(s, "tcp", 2222).text
+    assert "TCP LISTEN [::1]%lo:2222" in text
+    assert "blocked by LISTEN [::1]%lo:2222" in text
+    assert ":2222%lo" not in text
