@@ -73,6 +73,14 @@ def test_scope_cases_against_real_binds(netns, holders) -> None:
     assert (status, data["errno"]) == (1, "EINVAL")
     assert form_check(netns, "tcp", "[fe80::1]:3334").errno == "EINVAL"
 
+    # The scope replaces SO_BINDTODEVICE (inet6_bind(): "override any existing binding").
+    sid = h.socket("tcp", 6, device="lo")
+    assert h.attempt("bind", sid, "fe80::1", 3336, va) is None
+    h.close(sid)
+    status, data = cli_check(netns, "tcp", "[fe80::1%va]:3336", "--device", "lo")
+    assert (status, data["verdict"]) == (0, "ok"), data
+    assert any("replaces the device" in n for n in data["notes"])
+
     # A listener on [fe80::1%va]:3335 blocks the same scoped bind, as the kernel says.
     ll = h.socket("tcp", 6)
     assert h.attempt("bind", ll, "fe80::1", 3335, va) is None and h.listen(ll) is None

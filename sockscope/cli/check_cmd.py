@@ -24,13 +24,14 @@ EXIT = {"ok": 0, "conflict": 1, "unknown": 3}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("proto", metavar="tcp|udp", help="the protocol of the new socket")
-    parser.add_argument("endpoint", metavar="ADDR:PORT", help="0.0.0.0:8080, 127.0.0.1:53, [::]:8080, [::ffff:127.0.0.1]:53, [fe80::1%%eth0]:22; port 0 = ephemeral")
+    parser.add_argument("endpoint", metavar="ADDR:PORT", help="0.0.0.0:8080, 127.0.0.1:53, [::]:8080, [::ffff:127.0.0.1]:53, [fe80::1%%eth0]:22 (a scope: "
+         "link-local only), [::1]%%lo:22 (SO_BINDTODEVICE, as ss writes it); port 0 = ephemeral")
     parser.add_argument("--reuseaddr", action="store_true", help="the new socket sets SO_REUSEADDR")
     parser.add_argument("--reuseport", action="store_true", help="the new socket sets SO_REUSEPORT")
     v6 = parser.add_mutually_exclusive_group()
     v6.add_argument("--v6only", dest="v6only", action="store_true", default=None, help="IPV6_V6ONLY on (default: net.ipv6.bindv6only)")
     v6.add_argument("--no-v6only", dest="v6only", action="store_false", help="IPV6_V6ONLY off")
-    parser.add_argument("--device", metavar="IFNAME", help="the new socket sets SO_BINDTODEVICE")
+    parser.add_argument("--device", metavar="IFNAME", help="the new socket sets SO_BINDTODEVICE (a link-local address's %%scope replaces it, as bind() does)")
     parser.add_argument("--uid", metavar="UID", help="the uid that creates the socket (default: yours)")
     parser.add_argument("--bind-only", action="store_true", help="TCP: stop after bind() (default: bind then listen, a server)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
