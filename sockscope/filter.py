@@ -32,10 +32,10 @@ Two modes, chosen from the tokens:
   Precedence: not > and > or. `src`/`dst` match by prefix (ipaddress); an
   IPv4-mapped ::ffff:a.b.c.d address matches IPv4 networks, and a ::ffff:0:0/96
   network matches plain IPv4 addresses. STATE is an ss state name, with or
-  without dashes/underscores, in any case (LISTEN, listening, time-wait, TIME_WAIT,
-  closed/unconn, ...), or an ss group: all, connected (not LISTEN/UNCONN),
-  synchronized (connected minus SYN-SENT/SYN-RECV), bucket (SYN-RECV, TIME-WAIT),
-  big (not bucket).
+  without dashes/underscores, in any case (LISTEN, time-wait, TIME_WAIT,
+  closed/unconn, ...), or a group: all, listening (LISTEN+UNCONN, as ss -l), connected
+  (not LISTEN/UNCONN), synchronized, bucket, big. The words and groups are
+  sockscope.states', shared with `list -s`.
 
 Speed matters: the TUI filters up to 100,000 records per refresh, so each term is a
 closure built at compile time (ports and networks pre-parsed to ints), and record
@@ -52,7 +52,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockscope.model import STATE_NAMES, SocketRecord
+from sockscope import states
+from sockscope.formatting import endpoint
+from sockscope.model import SocketRecord
 
 Predicate = Callable[[SocketRecord], bool]
 
@@ -139,7 +141,8 @@ def _addr_ints(addr: str) -> tuple[int | None, int | None]:
         return (None, None)  # "*" or anything else a collector may write: matches no network
     if ip.version == 4:
         return (int(ip), None)
-    mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+    assert isinstance(ip, ipaddress.IPv6Address)
+    mapped = ip.ipv4_mapped
     return (int(mapped) if mapped is not None else None, int(ip))
 
 
@@ -162,6 +165,7 @@ def _haystack(r: SocketRecord) -> str:
         parts.append(long)
     if r.device:
         parts.append(r.device)
+        parts.append(endpoint(la, lp, r.family, r.device))  # "[::1]%lo:53", as list shows it
     for o in r.owners:
         parts.append(o.process)
         parts.append(str(o.pid))
@@ -387,34 +391,8 @@ def _parse_hostcond(text: str) -> tuple[AddrMatch | None, int | None] | str:
     return (match, port)
 
 
-def _norm_state(s: str) -> str:
-    return s.lower().replace("-", "").replace("_", "")
-
-
-# state word -> (states, negate): negate=True means "every state except these", which also
-# admits states a collector may report that are not in STATE_NAMES.
-_STATE_SETS: dict[str, tuple[frozenset[str], bool]] = {_norm_state(s): (frozenset({s}), False) for s in STATE_NAMES}
-_STATE_SETS.update(
-    {
-        "established": (frozenset({"ESTAB"}), False),
-        "listening": (frozenset({"LISTEN"}), False),
-        "synrcvd": (frozenset({"SYN-RECV"}), False),
-        "closed": (frozenset({"UNCONN"}), False),  # ss's name for TCP_CLOSE, our UNCONN
-        "unconnected": (frozenset({"UNCONN"}), False),
-        "all": (frozenset(), True),
-        "connected": (frozenset({"LISTEN", "UNCONN"}), True),
-        "synchronized": (frozenset({"LISTEN", "UNCONN", "SYN-SENT", "SYN-RECV"}), True),
-        "bucket": (frozenset({"SYN-RECV", "TIME-WAIT"}), False),
-        "big": (frozenset({"SYN-RECV", "TIME-WAIT"}), True),
-    }
-)
-_STATE_HELP = (
-    "established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, close-wait, last-ack, "
-    "closing, listening, unconn/closed, all, connected, synchronized, bucket, big"
-)
-
-
 def _state_term(states: frozenset[str], negate: bool) -> Predicate:
+    """`states` is one of sockscope.states' sets (the same vocabulary as `list -s`)."""
     get = operator.attrgetter("state")
     if negate:
         return lambda r: get(r) not in states
@@ -659,11 +637,11 @@ class _Parser:
     def _state(self, kw: _Tok, negate: bool) -> Predicate:
         op, neg_op = self.eq_op(kw, names=True)
         arg = self.argument("a state name", kw, op)
-        entry = _STATE_SETS.get(_norm_state(arg.text))
-        if entry is None:
-            raise self.bad_argument(f"unknown state {arg.text!r}", arg, f"expected one of {_STATE_HELP}")
-        states, neg = entry
-        return _state_term(states, neg ^ negate ^ neg_op)
+        try:
+            found = states.lookup(arg.text)
+        except states.StateError:
+            raise self.bad_argument(f"unknown state {arg.text!r}", arg, f"expected one of {states.STATE_WORDS_HELP}") from None
+        return _state_term(found.states, found.negate ^ negate ^ neg_op)
 
     def term_state(self, kw: _Tok) -> Predicate:
         return self._state(kw, negate=False)

@@ -51,9 +51,10 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
         if dev is None:
             dev_s = "null"
         else:
-            dev_s = esc.get(dev)
-            if dev_s is None:
-                dev_s = esc[dev] = _dumps(dev)
+            cached = esc.get(dev)
+            if cached is None:
+                cached = esc[dev] = _dumps(dev)
+            dev_s = cached
         t = r.timer
         timer_s = "null" if t is None else f'{{"kind":{_dumps(t.kind)},"expires_ms":{t.expires_ms}}}'
         out.append(

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from kit import Holder, Netns
+from predict_cases import agrees  # noqa: F401 - re-exported for the differential test
 
 from sockscope.collectors.owners import OwnerIndex
 from sockscope.collectors.snapshotter import Collector
@@ -162,12 +163,3 @@ class Lab:
             return None, None
         finally:
             h.close(sid)
-
-
-def agrees(verdict: Verdict, stage: str | None, errno: str | None) -> bool | None:
-    """True/False for a definite verdict that matches / contradicts the kernel; None if unknown."""
-    if verdict.verdict == "unknown":
-        return None
-    if verdict.verdict == "ok":
-        return errno is None
-    return errno == verdict.errno and stage == verdict.stage

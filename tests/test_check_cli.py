@@ -26,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         (["check", "tcp", "1.2.3:80"], "not an IPv4 address"),
         (["check", "tcp", "0.0.0.0:99999"], "above 65535"),
         (["check", "tcp", "0.0.0.0:http"], "not a port number"),
-        (["check", "tcp", "0.0.0.0:80", "--uid", "bob"], "--uid wants a number"),
+        (["check", "tcp", "0.0.0.0:80", "--uid", "bob"], "bad uid 'bob'"),
         (["check", "tcp", "0.0.0.0:80", "--v6only"], "IPv6 addresses only"),
         (["why", "0"], "1-65535"),
         (["why", "[::1]:x"], "not a port number"),
@@ -107,8 +107,9 @@ def test_check_uses_the_callers_uid_by_default() -> None:
     from sockscope.cli.check_cmd import build_candidate
 
     args = build_parser().parse_args(["check", "udp", "[::ffff:127.0.0.1]:53"])
-    cand = build_candidate(args)
-    assert (cand.uid, cand.family, cand.addr, cand.port, cand.listen) == (os.getuid(), 6, "::ffff:127.0.0.1", 53, True)
+    cand, notes = build_candidate(args)
+    assert (cand.uid, cand.family, cand.addr, cand.port, cand.listen) == (os.getuid(), 6, "::ffff:127.0.0.1", 53, False)
+    assert notes == []
 
 
 @pytest.mark.root

@@ -9,16 +9,26 @@ contradicts is a failure; "unknown" is counted.
     SOCKSCOPE_DIFF_CASES=20000 SOCKSCOPE_DIFF_SEED=7 .venv/bin/python -m pytest -q -s tests/test_predict_diff.py
 
 CI runs a few hundred cases (the default).
+
+SOCKSCOPE_DIFF_RECORD=FILE writes a covering subset of the cases (SOCKSCOPE_DIFF_RECORD_MAX,
+default 400) as JSON, snapshot in and verdict out, for the root-free replay in
+tests/unit/test_predict_replay.py (its data: tests/unit/data/predict_cases.json):
+
+    sudo SOCKSCOPE_DIFF_CASES=3000 SOCKSCOPE_DIFF_RECORD=tests/unit/data/predict_cases.json \
+        .venv/bin/python -m pytest -q -s tests/test_predict_diff.py
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+import predict_cases
 from predict_lab import DEV, DEV_V4, DEV_V6, UIDS, Lab, Sock, agrees
 
 from sockscope.predict import Candidate
@@ -26,6 +36,8 @@ from sockscope.predict import Candidate
 CASES = int(os.environ.get("SOCKSCOPE_DIFF_CASES", "300"))
 SEED = int(os.environ.get("SOCKSCOPE_DIFF_SEED", "1"))
 SHOW_UNKNOWN = os.environ.get("SOCKSCOPE_DIFF_SHOW_UNKNOWN") == "1"
+RECORD = os.environ.get("SOCKSCOPE_DIFF_RECORD")
+RECORD_MAX = int(os.environ.get("SOCKSCOPE_DIFF_RECORD_MAX", "400"))
 
 V4 = ["0.0.0.0", "127.0.0.1", "127.0.0.2", DEV_V4]
 V6 = ["::", "::1", "::ffff:127.0.0.1", "::ffff:0.0.0.0", DEV_V6, f"::ffff:{DEV_V4}"]
@@ -246,6 +258,7 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
     rng.shuffle(ports)
     stats: Counter[str] = Counter()
     wrong: list[str] = []
+    recorded: list[dict] = []
     try:
         for i in range(CASES):
             port = ports[(2 * i) % len(ports)]
@@ -259,6 +272,8 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
             verdict = lab.predict(cand, snap)
             stage, errno = lab.really(cand)
             ok = agrees(verdict, stage, errno)
+            if RECORD and ok is not False:
+                recorded.append(predict_cases.case_to_dict(snap, cand, verdict, stage, errno, f"seed {SEED} case {i}"))
             stats[verdict.verdict] += 1
             if ok is False:
                 on_port = "\n".join(
@@ -291,6 +306,11 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
     )
     for key in sorted(k for k in stats if k.startswith("unknown: ")):
         print(f"  {key}: {stats[key]}")
+    if RECORD:
+        chosen = predict_cases.select(recorded, RECORD_MAX)
+        meta = {"kernel": platform.release(), "seed": SEED, "cases_run": CASES}
+        predict_cases.write(Path(RECORD), chosen, meta)
+        print(f"recorded {len(chosen)} of {len(recorded)} cases in {RECORD}")
     report = os.environ.get("SOCKSCOPE_DIFF_REPORT")
     if report and wrong:
         with open(report, "w") as f:

@@ -226,7 +226,11 @@ async def test_details_screen_every_field(scene):
         sibling = made["listen6_dual"].extra_owner_pids[0]
         assert str(sibling) in text, "both owners listed"
         assert "python" in text and ("kit" in text or "pytest" in text or "-c" in text or "python" in text)
-        assert screen.cmdlines, "command lines read with psutil"
+        assert screen.cmdlines
+        # psutil's job: the owner's process in detail (exe, parent, start, state).
+        proc = screen.procs.get(made["listen6_dual"].holder.call("ping"))
+        assert proc is not None and proc.exe and proc.started and proc.ppid
+        assert f"exe {proc.exe} · parent {proc.ppid} · started " in screen._text().plain
         assert screen.verdict is not None or screen.verdict_error == "predictor unavailable"
         if screen.verdict is not None:
             assert screen.verdict.verdict in ("ok", "conflict", "unknown")
@@ -286,8 +290,29 @@ async def test_bind_check_conflict_marks_blockers_and_ok(scene):
         inp = screen.query_one("#bind-endpoint")
         inp.value = ""
         await pilot.press(*"nonsense", "enter")
-        assert "Address" in str(screen.query_one("#bind-result").render())
+        assert "is not a port number" in str(screen.query_one("#bind-result").render())
         await pilot.press("escape")
+
+
+async def test_bind_check_form_reads_input_as_check_does(scene):
+    """One parser (sockscope.predict.candidate): the scope of a link-local address binds its
+    interface (the form used to drop it and answer EINVAL), and V6ONLY left alone means the
+    namespace's net.ipv6.bindv6only, not "off"."""
+    ns, _made, _root = scene
+    ns.add_dummy("va", "fe80::1/64")
+    app = make_app(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await app.refresh_now()
+        screen = await _bind_check(app, pilot, "[fe80::1%va]:3333")
+        assert screen.candidate.device == "va" and screen.candidate.v6only is None
+        assert screen.verdict.verdict == "ok", screen.verdict.explanation
+        await pilot.press("escape")
+        screen = await _bind_check(app, pilot, "[::1%va]:5000")
+        assert screen.candidate.device is None and any("ignored" in n for n in screen.notes)
+        await pilot.press("escape")
+        screen = await _bind_check(app, pilot, "127.0.0.1:²")
+        assert screen.verdict is None and "not a port number" in str(screen.query_one("#bind-result").render())
 
 
 async def test_why_modal(scene):
@@ -339,16 +364,46 @@ async def test_pause_resume_refresh_help_palette(scene):
     assert app.return_value == 0
 
 
-def test_help_lists_every_key():
+def test_one_key_table_feeds_bindings_help_and_palette():
+    """tui/keys.py is the only place a key is bound or described."""
+    from sockscope.tui.keys import help_sections, palette_keys
+    from sockscope.tui.screens.bind_check import BindCheckScreen
+    from sockscope.tui.screens.help import HelpScreen
+    from sockscope.tui.screens.why import WhyScreen
+    from sockscope.tui.widgets.filter_bar import FilterInput
+
+    owners = {"app": SockscopeApp, "table": SocketTable, "filter": FilterInput, "details": DetailsScreen,
+              "why": WhyScreen, "bind-check": BindCheckScreen, "help": HelpScreen}
+    described = {(k.where, k.binding, k.action) for k in KEYS if k.binding}
+    for where, cls in owners.items():
+        bound = {(where, b.key, b.action) for b in cls.BINDINGS}
+        assert bound == {d for d in described if d[0] == where}, where
+        for _w, _key, action in bound:
+            name = action.split("(")[0]
+            assert hasattr(cls, f"action_{name}") or name in ("dismiss", "quit"), (where, action)
+    shown = {key for _section, rows in help_sections() for key, _what in rows}
+    assert all(k.shown in shown for k in KEYS)
     app = SockscopeApp(interval=3600)
-    text = " ".join(k for _section, keys in KEYS for k, _what in keys)
-    names = {"slash": "/", "question_mark": "?", "escape": "esc"}
-    for b in app.BINDINGS:
-        for key in b.key.split(","):
-            assert names.get(key, key) in text.split() or names.get(key, key) in text, key
-    for b in SocketTable.BINDINGS:
-        assert b.action in ("cursor_up", "cursor_down", "page_up", "page_down", "first", "last", "activate")
+    titles = {t for t, _w, _a in palette_keys()}
+    for title, _what, action in palette_keys():
+        assert hasattr(app, "action_" + action.split("(")[0]), title
+    assert "Bind check (b)" in titles and "Show Listening (1)" in titles and "Socket details (enter)" in titles
     app.stop_threads()
+
+
+async def test_palette_runs_a_key_action(scene):
+    ns, _made, _root = scene
+    app = make_app(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Show TIME_WAIT (3)"].callback()
+        await pilot.pause()
+        await pilot.pause()
+        assert app.current_pane == "timewait"
+        commands["Help (?)"].callback()
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
 
 
 async def test_fits_80x24(scene):

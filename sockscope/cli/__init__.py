@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from sockscope import __version__
+from sockscope.sanitize import host_text
 
 # subcommand -> module under sockscope.cli exposing add_arguments(parser) and run(args) -> int
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -23,14 +25,22 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with bad usage as one line on stderr (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse quotes some arguments with repr() and others raw: one safe line either way.
+        self.exit(2, f"{self.prog}: {host_text(message)} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sockscope",
         description="A Linux host's TCP and UDP sockets with their owners and "
         "SO_REUSEADDR/SO_REUSEPORT/IPV6_V6ONLY/SO_BINDTODEVICE, and bind() conflict prediction.",
     )
     parser.add_argument("--version", action="version", version=f"sockscope {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         mod = importlib.import_module(f"sockscope.cli.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -51,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except UsageError as exc:
-        print(f"sockscope {args.command}: {exc}", file=sys.stderr)
+        print(f"sockscope {args.command}: {host_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

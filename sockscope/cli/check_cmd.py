@@ -11,6 +11,10 @@ import json
 import os
 import sys
 import textwrap
+from collections.abc import Mapping
+
+from sockscope.predict.candidate import CandidateInputError, parse_candidate
+from sockscope.predict.types import Candidate
 
 from .common import add_collection_arguments, take_snapshot
 
@@ -20,13 +24,14 @@ EXIT = {"ok": 0, "conflict": 1, "unknown": 3}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("proto", metavar="tcp|udp", help="the protocol of the new socket")
-    parser.add_argument("endpoint", metavar="ADDR:PORT", help="0.0.0.0:8080, 127.0.0.1:53, [::]:8080, [::ffff:127.0.0.1]:53, [fe80::1%%eth0]:22; port 0 = ephemeral")
+    parser.add_argument("endpoint", metavar="ADDR:PORT", help="0.0.0.0:8080, 127.0.0.1:53, [::]:8080, [::ffff:127.0.0.1]:53, [fe80::1%%eth0]:22 (a scope: "
+         "link-local only), [::1]%%lo:22 (SO_BINDTODEVICE, as ss writes it); port 0 = ephemeral")
     parser.add_argument("--reuseaddr", action="store_true", help="the new socket sets SO_REUSEADDR")
     parser.add_argument("--reuseport", action="store_true", help="the new socket sets SO_REUSEPORT")
     v6 = parser.add_mutually_exclusive_group()
     v6.add_argument("--v6only", dest="v6only", action="store_true", default=None, help="IPV6_V6ONLY on (default: net.ipv6.bindv6only)")
     v6.add_argument("--no-v6only", dest="v6only", action="store_false", help="IPV6_V6ONLY off")
-    parser.add_argument("--device", metavar="IFNAME", help="the new socket sets SO_BINDTODEVICE")
+    parser.add_argument("--device", metavar="IFNAME", help="the new socket sets SO_BINDTODEVICE (a link-local address's %%scope replaces it, as bind() does)")
     parser.add_argument("--uid", metavar="UID", help="the uid that creates the socket (default: yours)")
     parser.add_argument("--bind-only", action="store_true", help="TCP: stop after bind() (default: bind then listen, a server)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -36,41 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_candidate(args: argparse.Namespace):
+def build_candidate(args: argparse.Namespace, interfaces: Mapping[int, str] | None = None) -> tuple[Candidate, list[str]]:
+    """The shared candidate parser (sockscope.predict.candidate), bad input as UsageError."""
     from sockscope.cli import UsageError
-    from sockscope.predict import Candidate, EndpointError, parse_endpoint
 
-    proto = args.proto.lower()
-    if proto not in ("tcp", "udp"):
-        raise UsageError(f"protocol must be tcp or udp, not {args.proto!r}")
     try:
-        family, addr, port, scope = parse_endpoint(args.endpoint)
-    except EndpointError as exc:
+        return parse_candidate(
+            args.proto,
+            args.endpoint,
+            uid=os.getuid() if args.uid is None else args.uid,
+            reuseaddr=args.reuseaddr,
+            reuseport=args.reuseport,
+            v6only=args.v6only,
+            device=args.device,
+            listen=not args.bind_only,
+            interfaces=interfaces,
+        )
+    except CandidateInputError as exc:
         raise UsageError(str(exc)) from None
-    device = args.device
-    if scope:
-        if device and device != scope:
-            raise UsageError(f"the address names interface {scope!r} but --device is {device!r}")
-        device = scope
-    uid = os.getuid()
-    if args.uid is not None:
-        if not str(args.uid).isdigit():
-            raise UsageError(f"--uid wants a number, not {args.uid!r}")
-        uid = int(args.uid)
-    if args.v6only is not None and family == 4:
-        raise UsageError("--v6only/--no-v6only apply to IPv6 addresses only")
-    return Candidate(
-        proto=proto,  # type: ignore[arg-type]
-        family=family,
-        addr=addr,
-        port=port,
-        reuseaddr=args.reuseaddr,
-        reuseport=args.reuseport,
-        v6only=args.v6only,
-        device=device,
-        uid=uid,
-        listen=not args.bind_only,
-    )
 
 
 def render_verdict(verdict, width: int = 80) -> str:
@@ -102,16 +90,19 @@ def run(args: argparse.Namespace) -> int:
     from sockscope.cli import UsageError
     from sockscope.predict import CandidateError, check
 
-    cand = build_candidate(args)
+    cand, _ = build_candidate(args)  # bad input fails here, before any collection
     # Only the port's sockets matter (all of them for port 0): owners and options are
     # then looked up for a handful of sockets, not the whole host.
     snapshot = take_snapshot(args, protos=(cand.proto,), port=cand.port or None)
     if snapshot.limitation and not args.json:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+    # Again with the namespace's interfaces, which numeric scopes (%2) name.
+    cand, input_notes = build_candidate(args, snapshot.facts.interfaces)
     try:
         verdict = check(snapshot, cand)
     except CandidateError as exc:
         raise UsageError(str(exc)) from None
+    verdict.notes[:0] = input_notes  # what bind() does with input it ignores (a needless %scope)
     if args.json:
         sys.stdout.write(json.dumps(verdict.to_json()) + "\n")
     else:

@@ -11,7 +11,7 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
         "--collector",
         choices=("auto", "sockdiag", "procfs"),
         default="auto",
-        help="how to read socket tables: netlink sock_diag (default when available) or /proc/net via psutil",
+        help="how to read socket tables: netlink sock_diag (default when available) or the /proc/net tables",
     )
     parser.add_argument(
         "--no-bpf",

@@ -7,26 +7,12 @@ import shutil
 import sys
 
 from sockscope.formatting import endpoint, options_text, owner_text
-from sockscope.model import STATE_NAMES, Snapshot, SocketRecord
+from sockscope import states, userinput
+from sockscope.model import Snapshot, SocketRecord
 from sockscope.serialize import records_to_json
 
 from . import UsageError
 from .common import add_collection_arguments, take_snapshot
-
-STATE_ALIASES: dict[str, frozenset[str]] = {
-    "all": frozenset(STATE_NAMES),
-    "listening": frozenset({"LISTEN", "UNCONN"}),
-    "connected": frozenset(STATE_NAMES) - {"LISTEN", "UNCONN", "TIME-WAIT"},
-    "established": frozenset({"ESTAB"}),
-    "timewait": frozenset({"TIME-WAIT"}),
-    "synrecv": frozenset({"SYN-RECV"}),
-    "synsent": frozenset({"SYN-SENT"}),
-    "closewait": frozenset({"CLOSE-WAIT"}),
-    "finwait1": frozenset({"FIN-WAIT-1"}),
-    "finwait2": frozenset({"FIN-WAIT-2"}),
-    "lastack": frozenset({"LAST-ACK"}),
-    "unconnected": frozenset({"UNCONN"}),
-}
 
 OPTIONS_HELP = (
     "The OPT column shows three flags: A = SO_REUSEADDR, P = SO_REUSEPORT, 6 = IPV6_V6ONLY; "
@@ -36,44 +22,25 @@ OPTIONS_HELP = (
 
 
 def parse_states(text: str) -> frozenset[str]:
-    """"listen,estab" -> {"LISTEN", "ESTAB"}; ss names, case-insensitive, plus aliases."""
-    wanted: set[str] = set()
-    for part in text.split(","):
-        name = part.strip()
-        if not name:
-            continue
-        upper = name.upper()
-        if upper in STATE_NAMES:
-            wanted.add(upper)
-            continue
-        alias = STATE_ALIASES.get(name.lower().replace("-", "").replace("_", ""))
-        if alias is None:
-            choices = ", ".join(s.lower() for s in STATE_NAMES)
-            raise UsageError(f"unknown state {name!r}: choose from {choices}, or listening, connected, all")
-        wanted |= alias
-    if not wanted:
-        raise UsageError("--state needs at least one state name")
-    return frozenset(wanted)
+    """"listen,estab" -> {"LISTEN", "ESTAB"}: sockscope.states' words, as the filter's `state`."""
+    try:
+        return states.parse_state_list(text)
+    except states.StateError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_port(text: str) -> int:
     try:
-        port = int(text, 10)
-    except ValueError:
-        raise UsageError(f"bad port {text!r}: expected a number from 0 to 65535") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"port {port} out of range 0-65535")
-    return port
+        return userinput.parse_port(text)
+    except userinput.InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_pid(text: str) -> int:
     try:
-        pid = int(text, 10)
-    except ValueError:
-        raise UsageError(f"bad pid {text!r}: expected a positive number") from None
-    if pid <= 0:
-        raise UsageError(f"bad pid {pid}: expected a positive number")
-    return pid
+        return userinput.parse_pid(text)
+    except userinput.InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,15 +118,15 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    states = parse_states(args.state) if args.state else None
+    wanted = parse_states(args.state) if args.state is not None else None
     port = parse_port(args.port) if args.port is not None else None
     pid = parse_pid(args.pid) if args.pid is not None else None
-    protos = ("tcp", "udp")
+    protos: tuple[str, ...] = ("tcp", "udp")
     if args.tcp and not args.udp:
         protos = ("tcp",)
     elif args.udp and not args.tcp:
         protos = ("udp",)
-    snapshot = take_snapshot(args, states=states, protos=protos)
+    snapshot = take_snapshot(args, states=wanted, protos=protos)
     if snapshot.limitation:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
     records = select(snapshot, port, pid)

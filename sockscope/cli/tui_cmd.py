@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from . import UsageError
 from .common import add_collection_arguments
 
 
+_SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6}")  # ASCII: float() takes "１２" and "1e3"
+
+
 def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad interval {text!r}: expected seconds, e.g. 1 or 0.5") from None
+    if not _SECONDS.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"bad interval {text!r}: expected seconds, e.g. 1 or 0.5")
+    value = float(text)
     if not 0.1 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"interval {value:g} out of range 0.1-3600 seconds")
     return value

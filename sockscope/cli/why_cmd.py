@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from sockscope.userinput import InputError, parse_port
+
 from .common import add_collection_arguments, take_snapshot
 
 
@@ -23,10 +25,11 @@ def run(args: argparse.Namespace) -> int:
     target = args.target.strip()
     addr: str | None = None
     family: int | None = None
-    if target.isdigit():
-        port = int(target)
-        if not 0 < port <= 65535:
-            raise UsageError(f"port must be 1-65535, not {target}")
+    if not any(c in target for c in ".:[]%"):  # a bare port
+        try:
+            port = parse_port(target, low=1)
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
     else:
         try:
             family, addr, port, _scope = parse_endpoint(target)

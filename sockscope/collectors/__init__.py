@@ -6,7 +6,7 @@ Modules (one job each):
                  NLM_F_DUMP_INTR retry, ENOBUFS)
   inet_diag.py   the struct-based decoder of inet_diag_msg and its attributes (pure, bytes in)
   sockdiag.py    the sock_diag collector: TCP and UDP, IPv4 and IPv6, every state
-  procfs.py      the fallback: /proc/net via psutil, same records, options unknown
+  procfs.py      the fallback: /proc/net/{tcp,udp}[6], parsed by hand, same records, options unknown
   owners.py      inode -> owners by scanning /proc/*/fd, cached across refreshes
   options.py     SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY / SO_BINDTODEVICE via pidfd_getfd,
                  remembered by cookie

@@ -13,7 +13,7 @@ import struct
 import sys
 from collections.abc import Callable
 
-from sockscope.model import TCP_STATES, TIMER_KINDS, SocketRecord, Timer
+from sockscope.model import TCP_STATES, TIMER_KINDS, Proto, SocketRecord, Timer
 
 from .netlink import (
     NLM_F_DUMP,
@@ -141,6 +141,7 @@ class Decoder:
         rec_new = SocketRecord
         append = out.append
         is_udp = proto == "udp"
+        rproto: Proto = "udp" if is_udp else "tcp"
         previous = self._previous
         current = self._current
 
@@ -211,7 +212,7 @@ class Decoder:
                     elif is_udp and kstate == 1:
                         state = "ESTAB"
                     rec = rec_new(
-                        proto, family, state, local, port[sport], peer, port[dport], uid, inode,
+                        rproto, family, state, local, port[sport], peer, port[dport], uid, inode,
                         c0 | (c1 << 32), ifindex,
                         (ifnames.get(ifindex) or f"if{ifindex}") if ifindex else None,
                         v6only, None, None, [], rq, wq,

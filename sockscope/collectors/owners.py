@@ -126,7 +126,7 @@ class OwnerIndex:
         FULL_INTERVAL seconds regardless, so an owner change (an fd passed to another
         process) shows within that time.
         """
-        wanted = inodes if isinstance(inodes, (set, frozenset)) else set(inodes)
+        wanted: set[int] | frozenset[int] = inodes if isinstance(inodes, (set, frozenset)) else set(inodes)
         now = time.monotonic()
         if not incremental or not self._scanned or now - self._full_at > FULL_INTERVAL:
             return self._full(wanted, now)
@@ -149,7 +149,7 @@ class OwnerIndex:
             return self._full(wanted, now)
         return found
 
-    def _full(self, wanted: set[int], now: float) -> dict[int, list[Owner]]:
+    def _full(self, wanted: set[int] | frozenset[int], now: float) -> dict[int, list[Owner]]:
         self._last_wanted = wanted
         self._stale = set()
         self._scan(incremental=False)

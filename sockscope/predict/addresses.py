@@ -15,10 +15,12 @@ hit (shared/kernel-bind-rules.md §5):
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from sockscope.formatting import endpoint
+from sockscope.userinput import InputError, parse_ifname
 
 Kind = Literal["any", "mapped", "specific"]
 LOOPBACK4_IPV6 = int(ipaddress.IPv4Address("127.0.0.6"))
@@ -71,24 +73,57 @@ def bind_addr(family: int, text: str) -> BindAddr:
     return BindAddr(6, str(ip), LOOPBACK4_IPV6, int(ip), "specific")
 
 
-def parse_endpoint(text: str) -> tuple[int, str, int, str | None]:
-    """"127.0.0.1:80", "[::]:8080", "[fe80::1%eth0]:22", ":80", "80" -> (family, addr, port, scope).
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """ADDR:PORT as the user typed it. `scope` is an IPv6 zone inside the brackets
+    (`[fe80::1%eth0]:22`, `[fe80::1%2]:22`), as sin6_scope_id; `device` is ss's notation
+    outside them (`[::1]%lo:22`, `127.0.0.1%lo:80`), i.e. SO_BINDTODEVICE, so that an
+    address copied from `sockscope list` means what it showed."""
+
+    family: int
+    addr: str  # as ipaddress prints it, no brackets, no zone
+    port: int
+    scope: str | None = None
+    device: str | None = None
+
+
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII only: "²".isdigit() is True, int("²") raises
+def _check_name(text: str, name: str, what: str) -> str:
+    if not name:
+        raise EndpointError(f"{text!r}: empty {what} after %")
+    try:
+        return parse_ifname(name)  # a numeric zone (an interface index) passes too
+    except InputError:
+        raise EndpointError(f"{text!r}: {name!r} is not an interface name or index") from None
+
+
+def split_endpoint(text: str) -> Endpoint:
+    """"127.0.0.1:80", "[::]:8080", "[fe80::1%eth0]:22", "[::1]%lo:22", ":80", "80" -> Endpoint.
 
     A bare port or ":PORT" means the IPv4 wildcard; IPv6 must be bracketed, as in URLs.
+    Raises EndpointError (one sentence) for anything else.
     """
     text = text.strip()
     if not text:
         raise EndpointError("empty address: expected ADDR:PORT, e.g. 0.0.0.0:8080 or [::]:8080")
     scope: str | None = None
+    device: str | None = None
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
+        if not sep:
             raise EndpointError(f"{text!r}: expected [IPV6]:PORT, e.g. [::]:8080")
-        port_text = rest[1:]
+        if rest.startswith("%"):  # ss's [ADDR]%DEV:PORT
+            dev, colon, port_text = rest[1:].rpartition(":")
+            if not colon:
+                raise EndpointError(f"{text!r}: expected [IPV6]%DEV:PORT, e.g. [::1]%lo:8080")
+            device = _check_name(text, dev, "device name")
+        elif rest.startswith(":"):
+            port_text = rest[1:]
+        else:
+            raise EndpointError(f"{text!r}: expected [IPV6]:PORT, e.g. [::]:8080")
         if "%" in host:
-            host, _, scope = host.partition("%")
-            if not scope:
-                raise EndpointError(f"{text!r}: empty scope after %")
+            host, _, zone = host.partition("%")
+            scope = _check_name(text, zone, "scope")
         try:
             ip = ipaddress.IPv6Address(host)
         except ValueError:
@@ -100,6 +135,9 @@ def parse_endpoint(text: str) -> tuple[int, str, int, str | None]:
         host, sep, port_text = text.rpartition(":")
         if not sep:
             host, port_text = "", text
+        if "%" in host:  # ss's ADDR%DEV:PORT
+            host, _, dev = host.partition("%")
+            device = _check_name(text, dev, "device name")
         if host in ("", "*"):
             host = "0.0.0.0"
         try:
@@ -107,16 +145,36 @@ def parse_endpoint(text: str) -> tuple[int, str, int, str | None]:
         except ValueError:
             raise EndpointError(f"{text!r}: {host!r} is not an IPv4 address (host names are not resolved)") from None
         family, addr = 4, str(ip4)
-    if not port_text.isdigit():
-        raise EndpointError(f"{text!r}: {port_text!r} is not a port number")
+    if not _PORT.fullmatch(port_text):
+        raise EndpointError(f"{text!r}: {port_text!r} is not a port number (0-65535)")
     port = int(port_text)
     if port > 65535:
         raise EndpointError(f"{text!r}: port {port} is above 65535")
-    return family, addr, port, scope
+    return Endpoint(family, addr, port, scope, device)
 
 
-def format_endpoint(family: int, addr: str, port: int) -> str:
-    return endpoint(addr, port, family)
+def parse_endpoint(text: str) -> tuple[int, str, int, str | None]:
+    """(family, addr, port, scope) of split_endpoint(); a `%DEV` outside the brackets is
+    ignored here (callers that bind use sockscope.predict.candidate)."""
+    ep = split_endpoint(text)
+    return ep.family, ep.addr, ep.port, ep.scope
+
+
+def needs_scope_id(addr: str) -> bool:
+    """__ipv6_addr_needs_scope_id(): only link-local unicast (fe80::/10) and interface- or
+    link-local multicast (ffX1::, ffX2::) use a scope id at bind(); for every other
+    address inet6_bind() ignores sin6_scope_id."""
+    ip = ipaddress.ip_address(addr)
+    if ip.version != 6:
+        return False
+    if ip.is_multicast:
+        return (int(ip) >> 112) & 0xF in (1, 2)
+    return ip.is_link_local
+
+
+def format_endpoint(family: int, addr: str, port: int, device: str | None = None) -> str:
+    """As sockscope.formatting.endpoint (ss's [ADDR]%DEV:PORT): the one way endpoints are written."""
+    return endpoint(addr, port, family, device)
 
 
 def _v4_equal(a1: int, a2: int, sk2_v6only: bool, match1: bool, match2: bool) -> bool:

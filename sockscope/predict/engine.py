@@ -111,7 +111,7 @@ def precheck(snapshot: Snapshot, cand: Candidate, me: Me, einval_mapped: str | N
         if einval_mapped:
             return "EINVAL", f"{cand.addr} is a v4-mapped address and the socket is IPV6_V6ONLY"
         if facts.complete and not facts.ip_nonlocal_bind and not _v4_is_local(facts, me.addr.v4):
-            return "EADDRNOTAVAIL", f"{ip.ipv4_mapped} is not an address of this network namespace"
+            return "EADDRNOTAVAIL", f"{ipaddress.IPv4Address(me.addr.v4)} is not an address of this network namespace"
         return None
     if me.addr.kind == "specific":
         if ip.is_link_local and not cand.device:
@@ -153,7 +153,7 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
 def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
     """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`."""
     me, einval_mapped = normalise(snapshot, cand)
-    label = candidate_text(me, cand.listen)
+    label = candidate_text(me, cand.listen, cand.device)
     early = precheck(snapshot, cand, me, einval_mapped)
     if early is not None:
         errno, sentence = early
@@ -172,7 +172,7 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     others = _others(snapshot, me, cand.port)
     infer_from_listeners(others)
     definite, possible, notes = _port_blocked(me, others)
-    endpoint = format_endpoint(me.addr.family, me.addr.text, me.port)
+    endpoint = format_endpoint(me.addr.family, me.addr.text, me.port, cand.device)
     bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
     if bucket_path is not None:
         return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others, suggest)

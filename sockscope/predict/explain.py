@@ -27,9 +27,7 @@ RULE_TEXT = {
 
 def describe(rec: SocketRecord) -> str:
     """"TIME-WAIT 127.0.0.1:8080 -> 127.0.0.1:51234 (pid 812 nginx, user www, A P)"."""
-    local = format_endpoint(rec.family, rec.local_addr, rec.local_port)
-    if rec.device:
-        local += f"%{rec.device}"
+    local = format_endpoint(rec.family, rec.local_addr, rec.local_port, rec.device)
     text = f"{rec.proto.upper()} {rec.state} {local}"
     if rec.peer_port:
         text += f" -> {format_endpoint(rec.family, rec.peer_addr, rec.peer_port)}"
@@ -87,12 +85,12 @@ def unknown_reason(o: Other, rule: str, free: list[World]) -> str:
     return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
 
 
-def candidate_text(me: Me, listen: bool) -> str:
+def candidate_text(me: Me, listen: bool, device: str | None = None) -> str:
     opts = [name for attr, name in (("reuseaddr", "SO_REUSEADDR"), ("reuseport", "SO_REUSEPORT")) if getattr(me, attr)]
     if me.addr.family == 6 and me.v6only:
         opts.append("IPV6_V6ONLY")
     what = "listener" if (listen and me.proto == "tcp") else "socket"
-    text = f"a {me.proto.upper()} {what} on {format_endpoint(me.addr.family, me.addr.text, me.port)}"
+    text = f"a {me.proto.upper()} {what} on {format_endpoint(me.addr.family, me.addr.text, me.port, device)}"
     if opts:
         text += " with " + " and ".join(opts)
     return text + f" as uid {me.uid}"

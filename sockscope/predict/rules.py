@@ -73,6 +73,7 @@ def _choices(value: bool | None) -> tuple[bool, ...]:
 
 def make_other(rec: SocketRecord) -> Other:
     addr = bind_addr(rec.family, rec.local_addr)
+    v6: tuple[bool, ...]
     if rec.family == 4:
         v6 = (False,)
     elif addr.kind == "mapped":

@@ -26,14 +26,14 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
     blockers = verdict.blockers
     recs = [b.socket for b in blockers]
     options = [
-        (dict(reuseaddr=True), "Set SO_REUSEADDR on the new socket"),
-        (dict(reuseport=True), "Set SO_REUSEPORT on the new socket"),
-        (dict(reuseaddr=True, reuseport=True), "Set both SO_REUSEADDR and SO_REUSEPORT on the new socket"),
+        ((True, cand.reuseport), "Set SO_REUSEADDR on the new socket"),
+        ((cand.reuseaddr, True), "Set SO_REUSEPORT on the new socket"),
+        ((True, True), "Set both SO_REUSEADDR and SO_REUSEPORT on the new socket"),
     ]
-    for change, text in options:
-        if all(getattr(cand, k) == v for k, v in change.items()):
+    for (reuseaddr, reuseport), text in options:
+        if (reuseaddr, reuseport) == (cand.reuseaddr, cand.reuseport):
             continue
-        if _works(snapshot, replace(cand, **change)):
+        if _works(snapshot, replace(cand, reuseaddr=reuseaddr, reuseport=reuseport)):
             out.append(f"{text}: the bind would then succeed.")
             break
     live_old = [b.socket for b in blockers if b.rule == "old-without-reuseaddr" and not b.socket.timewait]
@@ -65,7 +65,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         addrs = [a for a, _i, scoped, tentative in facts.v6_addrs if not tentative and not scoped]
     for addr in addrs:
         if addr != cand.addr and _works(snapshot, replace(cand, addr=addr)):
-            out.append(f"Bind {format_endpoint(cand.family, addr, cand.port)} instead: nothing there blocks it.")
+            out.append(f"Bind {format_endpoint(cand.family, addr, cand.port, cand.device)} instead: nothing there blocks it.")
             break
     if not cand.device and recs and all(r.device for r in recs):
         # Every blocker is bound to a device: a socket bound to another device does not meet them.
@@ -78,7 +78,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
             if snapshot.busy_ports is not None and (cand.proto, port) in snapshot.busy_ports:
                 continue  # a one-port snapshot has not looked at that port's sockets
             if _works(snapshot, replace(cand, port=port)):
-                out.append(f"Or use another port: {format_endpoint(cand.family, cand.addr, port)} is free for this socket.")
+                out.append(f"Or use another port: {format_endpoint(cand.family, cand.addr, port, cand.device)} is free for this socket.")
                 break
     holders: dict[int, str] = {}
     for r in recs:

@@ -64,7 +64,7 @@ class WhyReport:
                 extra = ""
                 if kind == "conflict" and t.verdict.blockers:
                     b = t.verdict.blockers[0]
-                    extra = f": {t.verdict.errno}, blocked by {b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port)} ({b.rule})"
+                    extra = f": {t.verdict.errno}, blocked by {b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port, b.socket.device)} ({b.rule})"
                 elif kind == "conflict":
                     extra = f": {t.verdict.errno}"
                 lines.append(f"  - {t.label}{extra}")

@@ -8,6 +8,7 @@ the UI thread, which only swaps finished views into the tables (`apply_views`).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections import deque
@@ -22,12 +23,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from sockscope.model import SocketRecord
+from sockscope.model import Snapshot, SocketRecord
 
 from sockscope.formatting import endpoint
 
+from .keys import bindings, palette_keys
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
-from .messages import CollectorFailed, ViewsReady
+from .messages import BlockersFound, CollectorFailed, ViewsReady
 from .poller import CollectorSource, Poller, Source
 from .views import BuildQueue, Settings, ViewBuilder, Views
 from .widgets import FilterBar, SocketTable, StatsHeader
@@ -39,24 +41,7 @@ class SockscopeApp(App[int]):
     TITLE = "sockscope"
     ENABLE_COMMAND_PALETTE = True
 
-    BINDINGS = [
-        Binding("1", "pane('listening')", "Listening", show=False),
-        Binding("2", "pane('established')", "Established", show=False),
-        Binding("3", "pane('timewait')", "TIME_WAIT", show=False),
-        Binding("4", "pane('other')", "Other", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort_next", "Sort"),
-        Binding("S", "sort_reverse", "Reverse", show=False),
-        Binding("g", "toggle_group", "Group TW"),
-        Binding("p", "pause", "Pause"),
-        Binding("r", "refresh", "Refresh", show=False),
-        Binding("b", "bind_check", "Bind check"),
-        Binding("w", "why", "Why"),
-        Binding("x", "clear_blockers", "Clear marks", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-    ]
+    BINDINGS = bindings("app")  # every key: tui/keys.py
 
     def __init__(
         self,
@@ -221,11 +206,11 @@ class SockscopeApp(App[int]):
     def table(self, pane: str | None = None) -> SocketTable:
         return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
 
-    def snapshot(self):  # type: ignore[no-untyped-def]
+    def snapshot(self) -> Snapshot | None:
         return self.views.frame.snapshot() if self.views is not None else None
 
     def _set_settings(self, dirty: Iterable[str] = (), **changes: Any) -> None:
-        values = {
+        values: dict[str, Any] = {
             "version": self.settings.version + 1,
             "filter_text": self.settings.filter_text,
             "predicate": self.settings.predicate,
@@ -397,8 +382,12 @@ class SockscopeApp(App[int]):
         row = self._current_record()
         proto, ep = "tcp", ""
         if isinstance(row, SocketRecord):
-            proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family)
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep))  # type: ignore[union-attr]
+            proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family, row.device)
+        # uid: the caller's, as `sockscope check` defaults to
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep, uid=os.getuid()))
+
+    def on_blockers_found(self, message: BlockersFound) -> None:
+        self.set_blockers(message.blockers, message.text)
 
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers
@@ -424,23 +413,12 @@ class SockscopeApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for i, pane in enumerate(PANES, 1):
-            yield SystemCommand(f"Show {PANE_TITLES[pane]} ({i})", f"switch to the {PANE_TITLES[pane]} pane",
-                                partial(self.action_pane, pane))
-        yield SystemCommand("Filter sockets (/)", "text or ss-like expression", self.action_filter)
-        yield SystemCommand("Clear filter (esc)", "show every socket", self.action_clear_filter)
-        yield SystemCommand("Sort by next column (s)", "cycle the sort column of this pane", self.action_sort_next)
-        yield SystemCommand("Reverse sort (S)", "flip the sort order of this pane", self.action_sort_reverse)
-        yield SystemCommand("Toggle TIME_WAIT grouping (g)", "by local port and peer, or flat",
-                            self.action_toggle_group)
-        yield SystemCommand("Pause / resume (p)", "stop or restart collection", self.action_pause)
-        yield SystemCommand("Refresh now (r)", "a full dump now", self.action_refresh)
-        yield SystemCommand("Socket details (enter)", "every field of the selected socket", self.open_details)
-        yield SystemCommand("Bind check (b)", "would a new bind()/listen() work?", self.action_bind_check)
-        yield SystemCommand("Why this port (w)", "who holds the selected socket's port", self.action_why)
-        yield SystemCommand("Clear blocker marks (x)", "forget the last bind check's blockers",
-                            self.action_clear_blockers)
-        yield SystemCommand("Help (?)", "every key", self.action_help)
+        for title, what, action in palette_keys():  # the same table as the bindings and help
+            # call_next: the palette (or a test) calls this synchronously; run_action is a coroutine.
+            yield SystemCommand(title, what, partial(self.call_next, self.run_action, action))
+
+    def action_details(self) -> None:
+        self.open_details()
 
     # ------------------------------------------------------------ test and benchmark hooks
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 from .views import Views
@@ -13,6 +15,16 @@ class ViewsReady(Message):
     def __init__(self, views: Views) -> None:
         super().__init__()
         self.views = views
+
+
+class BlockersFound(Message):
+    """A bind check finished: mark these sockets (idents) as blockers in the panes; `text`
+    says which check (empty frozenset and text clear the marks)."""
+
+    def __init__(self, blockers: frozenset[Any], text: str) -> None:
+        super().__init__()
+        self.blockers = blockers
+        self.text = text
 
 
 class CollectorFailed(Message):

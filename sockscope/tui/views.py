@@ -259,6 +259,7 @@ class ViewBuilder:
         if pred is not None:
             rows = [r for r in rows if pred(r)]
         mode = pane
+        by_ident: dict[Any, Any]
         if pane == "timewait" and settings.tw_grouped:
             mode = "timewait-groups"
             rows = _group_rows([r for r in rows if ident(r) not in ghosts] if ghosts else rows)

@@ -8,22 +8,24 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
+from sockscope.formatting import endpoint as write_endpoint
 from sockscope.model import Snapshot
 
+from ..keys import bindings
 from ..columns import ident
+from ..messages import BlockersFound
 from .predictor import UNAVAILABLE, run_check, verdict_text
+
+# The V6ONLY select: "default" is None, the namespace's net.ipv6.bindv6only (never "off").
+V6ONLY_CHOICES: dict[str, bool | None] = {"default": None, "on": True, "off": False}
 
 
 class BindCheckScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape", "dismiss", "Close"),
-        Binding("ctrl+r", "check", "Check", show=True),
-    ]
+    BINDINGS = bindings("bind-check")  # tui/keys.py
 
     def __init__(self, get_snapshot: Any, proto: str = "tcp", endpoint: str = "", uid: int = 0) -> None:
         super().__init__()
@@ -33,6 +35,12 @@ class BindCheckScreen(ModalScreen[None]):
         self.uid = uid
         self.verdict: Any = None
         self.candidate: Any = None
+        self.notes: list[str] = []
+        snapshot = get_snapshot()
+        # Unset means the namespace's net.ipv6.bindv6only, as in `sockscope check`: say which.
+        self.v6only_default = (
+            f"bindv6only={int(snapshot.facts.bindv6only)}" if snapshot is not None else "net.ipv6.bindv6only"
+        )
 
     def compose(self) -> ComposeResult:
         with Vertical(id="bind-box", classes="modal-box"):
@@ -40,12 +48,15 @@ class BindCheckScreen(ModalScreen[None]):
             with Horizontal(classes="form-row"):
                 yield Select([("TCP", "tcp"), ("UDP", "udp")], value=self.proto, allow_blank=False,
                              id="bind-proto", compact=True)
-                yield Input(self.endpoint, placeholder="ADDR:PORT  e.g. 0.0.0.0:8080 or [::]:8080",
+                yield Input(self.endpoint, placeholder="ADDR:PORT  e.g. 0.0.0.0:8080, [::]:8080, [fe80::1%eth0]:22",
                             id="bind-endpoint", compact=True)
             with Horizontal(classes="form-row"):
                 yield Checkbox("SO_REUSEADDR", id="bind-reuseaddr", compact=True)
                 yield Checkbox("SO_REUSEPORT", id="bind-reuseport", compact=True)
-                yield Checkbox("IPV6_V6ONLY", id="bind-v6only", compact=True)
+                yield Select(
+                    [(f"V6ONLY: default ({self.v6only_default})", "default"), ("V6ONLY: on", "on"), ("V6ONLY: off", "off")],
+                    value="default", allow_blank=False, id="bind-v6only", compact=True,
+                )
                 yield Checkbox("listen()", True, id="bind-listen", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("device", classes="form-label")
@@ -66,46 +77,31 @@ class BindCheckScreen(ModalScreen[None]):
     @on(Input.Submitted)
     @on(Button.Pressed, "#bind-check")
     def action_check(self) -> None:
-        from sockscope.predict.addresses import EndpointError, parse_endpoint
+        # The same parser as `sockscope check` (scope, device notation, uid bounds, V6ONLY).
+        from sockscope.predict.candidate import CandidateInputError, parse_candidate
 
-        text = self.query_one("#bind-endpoint", Input).value.strip()
+        snapshot = self.get_snapshot()
+        v6only = self.query_one("#bind-v6only", Select).value
         try:
-            family, addr, port, _scope = parse_endpoint(text)
-        except (EndpointError, ValueError) as exc:
-            self.show(Text(f"Address: {exc}", style="bold red"))
+            candidate, notes = parse_candidate(
+                str(self.query_one("#bind-proto", Select).value),
+                self.query_one("#bind-endpoint", Input).value,
+                uid=self.query_one("#bind-uid", Input).value.strip() or "0",
+                reuseaddr=self.query_one("#bind-reuseaddr", Checkbox).value,
+                reuseport=self.query_one("#bind-reuseport", Checkbox).value,
+                v6only=V6ONLY_CHOICES.get(str(v6only)),
+                device=self.query_one("#bind-device", Input).value.strip() or None,  # blank: none
+                listen=self.query_one("#bind-listen", Checkbox).value,
+                interfaces=snapshot.facts.interfaces if snapshot is not None else None,
+            )
+        except CandidateInputError as exc:
+            self.show(Text(str(exc), style="bold red"))
             return
-        uid_text = self.query_one("#bind-uid", Input).value.strip() or "0"
-        try:
-            uid = int(uid_text)
-            if uid < 0:
-                raise ValueError
-        except ValueError:
-            self.show(Text(f"uid: {uid_text!r} is not a user id (a number ≥ 0)", style="bold red"))
-            return
-        proto = str(self.query_one("#bind-proto", Select).value)
-        device = self.query_one("#bind-device", Input).value.strip() or None
-        v6only_box = self.query_one("#bind-v6only", Checkbox).value
-        try:
-            from sockscope.predict import Candidate
-        except ImportError:
-            self.show(Text(UNAVAILABLE, style="yellow"))
-            return
-        candidate = Candidate(
-            proto=proto,  # type: ignore[arg-type]
-            family=family,
-            addr=addr,
-            port=port,
-            reuseaddr=self.query_one("#bind-reuseaddr", Checkbox).value,
-            reuseport=self.query_one("#bind-reuseport", Checkbox).value,
-            v6only=True if (v6only_box and family == 6) else (False if family == 6 else None),
-            device=device,
-            uid=uid,
-            listen=self.query_one("#bind-listen", Checkbox).value if proto == "tcp" else False,
-        )
         self.candidate = candidate
+        self.notes = notes
         self.verdict = None
         self.show(Text("checking…", style="dim"))
-        self.run_check(self.get_snapshot(), candidate)
+        self.run_check(snapshot, candidate)
 
     @work(thread=True, exclusive=True, group="bind-check")
     def run_check(self, snapshot: Snapshot, candidate: Any) -> None:
@@ -121,6 +117,8 @@ class BindCheckScreen(ModalScreen[None]):
         text = verdict_text(verdict)
         if blockers:
             text.append(f"\n{len(blockers)} blocker(s) marked ! in the panes; x clears the marks.", style="bold")
+        for note in self.notes:
+            text.append(f"\nNote: {note}", style="dim")
         self.show(text)
-        host = f"[{candidate.addr}]" if candidate.family == 6 else candidate.addr
-        self.app.set_blockers(blockers, f"{candidate.proto} {host}:{candidate.port}: {verdict.verdict}")  # type: ignore[attr-defined]
+        where = write_endpoint(candidate.addr, candidate.port, candidate.family, candidate.device)
+        self.post_message(BlockersFound(blockers, f"{candidate.proto} {where}: {verdict.verdict}"))

@@ -9,7 +9,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
@@ -17,6 +16,10 @@ from textual.widgets import Footer, Label, Static
 from sockscope.model import Snapshot, SocketRecord
 
 from sockscope.formatting import endpoint, flag, options_text
+from sockscope.sanitize import host_text
+
+from ..keys import bindings
+from ..procinfo import ProcessDetails, read_process
 from .predictor import default_candidate, run_check, verdict_text
 
 
@@ -34,7 +37,8 @@ def group_of(rec: SocketRecord, snapshot: Snapshot) -> list[SocketRecord]:
 
 
 def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, list[str] | None] | None = None,
-             verdict: Any = None, verdict_error: str | None = None, now: float | None = None) -> Text:
+             verdict: Any = None, verdict_error: str | None = None, now: float | None = None,
+             procs: dict[int, ProcessDetails | None] | None = None) -> Text:
     """Every field of `rec` as text (pure; the screen fills cmdlines and the verdict later)."""
     t = Text()
 
@@ -92,6 +96,9 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
             t.append("    " + " ".join(cmd) + "\n", style="italic")
         elif cmdlines is not None:
             t.append("    cmdline: unavailable (process gone, kernel thread, or no permission)\n", style="dim")
+        proc = (procs or {}).get(o.pid)
+        if proc is not None:
+            t.append("    " + process_line(proc) + "\n", style="dim")
     if rec.state in ("LISTEN", "UNCONN") and snapshot is not None:
         group = group_of(rec, snapshot)
         head(f"Reuseport group: {len(group)} socket{'s' if len(group) != 1 else ''} on "
@@ -116,17 +123,27 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     return t
 
 
+def process_line(p: ProcessDetails) -> str:
+    """"exe /usr/sbin/nginx · parent 1 · started 2026-11-25 21:03:11 · sleeping, 4 threads"."""
+    parts = [f"exe {host_text(p.exe)}" if p.exe else "exe unreadable"]
+    if p.ppid is not None:
+        parts.append(f"parent {p.ppid}")
+    if p.started is not None:
+        parts.append("started " + datetime.datetime.fromtimestamp(p.started).strftime("%Y-%m-%d %H:%M:%S"))
+    if p.status:
+        parts.append(p.status + (f", {p.threads} threads" if p.threads else ""))
+    return " · ".join(parts)
+
+
 class DetailsScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q,enter", "dismiss", "Close"),
-        Binding("w", "why", "Why this port"),
-    ]
+    BINDINGS = bindings("details")  # tui/keys.py
 
     def __init__(self, rec: SocketRecord, snapshot: Snapshot, fixed_time: bool = False) -> None:
         super().__init__()
         self.rec = rec
         self.snapshot = snapshot
         self.cmdlines: dict[int, list[str] | None] = {}
+        self.procs: dict[int, ProcessDetails | None] = {}
         self.verdict: Any = None
         self.verdict_error: str | None = None
         self.fixed_time = fixed_time
@@ -140,7 +157,7 @@ class DetailsScreen(ModalScreen[None]):
 
     def _text(self) -> Text:
         return describe(self.rec, self.snapshot, self.cmdlines, self.verdict, self.verdict_error,
-                        now=0.0 if self.fixed_time else None)
+                        now=0.0 if self.fixed_time else None, procs=self.procs)
 
     def on_mount(self) -> None:
         self.fetch_cmdlines()
@@ -151,31 +168,25 @@ class DetailsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=False, group="details-cmdline")
     def fetch_cmdlines(self) -> None:
-        out: dict[int, list[str] | None] = {}
-        try:
-            import psutil
-        except ImportError:
-            psutil = None  # type: ignore[assignment]
+        # psutil, one process at a time (tui/procinfo.py): exe, start, parent, state, and the
+        # command line when the collector had none.
+        procs: dict[int, ProcessDetails | None] = {}
         for o in self.rec.owners:
-            if o.cmdline is not None or o.pid in out:
-                continue
-            cmd = None
-            if psutil is not None:
-                try:
-                    cmd = psutil.Process(o.pid).cmdline() or None
-                except Exception:  # noqa: BLE001 - gone, zombie, or denied
-                    cmd = None
-            out[o.pid] = cmd
-        self.app.call_from_thread(self._got_cmdlines, out)
+            if o.pid not in procs:
+                procs[o.pid] = read_process(o.pid, o.process)
+        self.app.call_from_thread(self._got_cmdlines, procs)
 
-    def _got_cmdlines(self, out: dict[int, list[str] | None]) -> None:
-        self.cmdlines.update(out)
+    def _got_cmdlines(self, procs: dict[int, ProcessDetails | None]) -> None:
+        self.procs.update(procs)
+        self.cmdlines.update({pid: p.cmdline if p else None for pid, p in procs.items()})
         for o in self.rec.owners:
             self.cmdlines.setdefault(o.pid, o.cmdline)
         self._update()
 
     @work(thread=True, exclusive=False, group="details-check")
     def check_port(self) -> None:
+        verdict: Any
+        error: str | None
         try:
             candidate = default_candidate(self.rec)
         except ImportError:

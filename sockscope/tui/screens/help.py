@@ -5,22 +5,21 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
-from ..keys import KEYS, LEGEND
+from ..keys import LEGEND, bindings, help_sections
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    BINDINGS = bindings("help")
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for section, keys in KEYS:
+        for section, keys in help_sections():
             table.add_row(Text(section, style="bold underline"), "")
             for key, what in keys:
                 table.add_row(key, what)

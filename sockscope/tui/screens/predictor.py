@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
+from sockscope.formatting import endpoint
 from sockscope.model import Snapshot, SocketRecord
 
 UNAVAILABLE = "predictor unavailable"
@@ -63,10 +64,10 @@ def verdict_text(verdict: Any, with_blockers: bool = True) -> Text:
         out.append("\nBlocked by:\n", style="bold")
         for b in blockers:
             s = b.socket
-            host = f"[{s.local_addr}]" if s.family == 6 else s.local_addr
+            where = endpoint(s.local_addr, s.local_port, s.family, s.device)
             who = f" {s.process}/{s.pid}" if s.pid is not None else ""
             mark = "" if b.definite else " (maybe)"
-            out.append(f"  ! {s.proto} {s.state} {host}:{s.local_port}{who}{mark}\n", style="red")
+            out.append(f"  ! {s.proto} {s.state} {where}{who}{mark}\n", style="red")
             if b.reason:
                 out.append(f"    {b.rule}: {b.reason}\n", style="dim")
     suggestions = list(getattr(verdict, "suggestions", []) or [])

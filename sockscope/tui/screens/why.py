@@ -5,18 +5,18 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from sockscope.model import Snapshot
 
+from ..keys import bindings
 from .predictor import run_why
 
 
 class WhyScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,w,enter", "dismiss", "Close")]
+    BINDINGS = bindings("why")  # tui/keys.py
 
     def __init__(self, snapshot: Snapshot, proto: str, port: int) -> None:
         super().__init__()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
+
+from ..keys import bindings
 
 PLACEHOLDER = "text, or an expression: sport = :443 and not state time-wait   (Esc clears, Enter keeps)"
 
 
 class FilterInput(Input):
-    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=True)]
+    BINDINGS = bindings("filter")  # tui/keys.py
 
     def action_clear_filter(self) -> None:
         self.post_message(FilterBar.Cleared())

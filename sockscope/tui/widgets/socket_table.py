@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.events import Click
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..keys import bindings
 from ..columns import PANE_COLUMNS, Column, Ident, RenderContext, ident
 from ..views import PaneView
 
@@ -91,15 +92,7 @@ class SocketTable(ScrollView, can_focus=True):
         "socket-table--empty",
     }
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
-        Binding("enter", "activate", "Details", show=True),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("table")  # tui/keys.py
 
     class RowActivated(Message):
         """Enter or double click on a row."""
@@ -239,7 +232,7 @@ class SocketTable(ScrollView, can_focus=True):
             pos += width + 1
         return None
 
-    def _on_click(self, event: Click) -> None:
+    async def _on_click(self, event: Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
             return
@@ -282,7 +275,7 @@ class SocketTable(ScrollView, can_focus=True):
             style = self._styles[name] = self.get_component_rich_style(f"socket-table--{name}", partial=True)
         return style
 
-    def render_lines(self, crop):  # type: ignore[no-untyped-def]
+    def render_lines(self, crop: Region) -> list[Strip]:
         self.ctx.now = self.clock()
         return super().render_lines(crop)
 

@@ -164,3 +164,18 @@ async def test_collector_error_is_shown_not_raised():
         await pilot.pause()
         assert "no network namespace" in app.error
         assert "no network namespace" in str(app.query_one("#header-counts").render())
+
+
+def test_bind_check_screen_talks_to_the_app_by_message() -> None:
+    """The screen posts BlockersFound; it never calls into the app (tui/messages.py)."""
+    import inspect
+
+    from sockscope.tui.messages import BlockersFound
+    from sockscope.tui.screens import bind_check
+
+    source = inspect.getsource(bind_check)
+    assert "set_blockers" not in source and "self.app." not in source.replace("self.app.call_from_thread", "")
+    assert "BlockersFound(" in source
+    from sockscope.tui.app import SockscopeApp
+
+    assert hasattr(SockscopeApp, "on_blockers_found") and BlockersFound.handler_name == "on_blockers_found"
