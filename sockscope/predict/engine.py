@@ -20,7 +20,8 @@ import ipaddress
 from sockscope.model import HostFacts, Snapshot
 
 from .addresses import EndpointError, bind_addr, format_endpoint
-from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
+from .ephemeral import check_ephemeral
+from .explain import ERRNO_TEXT, RULE_TEXT, candidate_text, describe, settled_rule, unknown_reason
 from .rules import (
     NOT_IN_BIND_TABLES,
     Me,
@@ -34,14 +35,6 @@ from .rules import (
     udp_rule,
 )
 from .types import Blocker, Candidate, Verdict
-
-ERRNO_TEXT = {
-    "EADDRINUSE": "Address already in use",
-    "EADDRNOTAVAIL": "Cannot assign requested address",
-    "EACCES": "Permission denied",
-    "EINVAL": "Invalid argument",
-}
-
 
 class CandidateError(ValueError):
     """The candidate cannot be asked about (unknown device, address of the wrong family)."""
@@ -139,12 +132,13 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
                 continue
             rule = tcp_rule(me, o, blocking[0])
             if not free:
-                reason = f"{describe(o.rec)}: {RULE_TEXT[rule]}"
+                rule, because = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking])
                 if o.inferred:
-                    reason += " (its options inferred from the listener it shares the port with)"
-                definite.append(Blocker(o.rec, rule, reason, True))
+                    because += " (its options inferred from the listener it shares the port with)"
+                definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", True, because))
             else:
-                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, free)}", False))
+                because = unknown_reason(o, rule, free)
+                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", False, because))
         return definite, possible, notes
     return _udp_chain(me, others)
 
@@ -186,16 +180,19 @@ def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker
         blocking = [w for w, outcome in results[id(o)] if outcome == "block"]
         free = [w for w, outcome in results[id(o)] if outcome != "block"]
         rule = udp_rule(me, o, blocking[0])
-        if definite:
-            text = RULE_TEXT[rule]
+        if definite or not free:
+            rule, text = settled_rule(me, o, [(w, udp_rule(me, o, w)) for w in blocking])
+            if not definite:
+                text = f"may decide first: {text}"
         else:
-            text = unknown_reason(o, rule, free) if free else f"may decide first: {RULE_TEXT[rule]}"
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite))
+            text = unknown_reason(o, rule, free)
+        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite, text))
     return (blockers, [], notes) if definite else ([], blockers, notes)
 
 
-def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
-    """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`."""
+def evaluate(snapshot: Snapshot, cand: Candidate) -> Verdict:
+    """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`: the
+    verdict, blockers and explanation, without suggestions (answer.check() adds those)."""
     me, einval_mapped = normalise(snapshot, cand)
     label = candidate_text(me, cand.listen)
     early = precheck(snapshot, cand, me, einval_mapped)
@@ -206,11 +203,8 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
             errno,
             "bind",
             explanation=f"bind() of {label} would fail with {errno} ({ERRNO_TEXT[errno]}): {sentence}.",
-            suggestions=_early_suggestions(errno, cand, snapshot),
         )
     if cand.port == 0:
-        from .ephemeral import check_ephemeral
-
         return check_ephemeral(snapshot, me, label)
 
     others = _others(snapshot, me, cand.port)
@@ -225,11 +219,11 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
                 f"{describe(fast.rec)} has the same uid and an address covering {endpoint}, the kernel may "
                 "admit this bind without checking the sockets above, so the outcome is not certain"
             )
-            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
-        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
+            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes)
     if possible:
-        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
-    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
 
 
 def _finish(
@@ -243,10 +237,7 @@ def _finish(
     label: str,
     notes: list[str],
     others: list[Other] | None = None,
-    suggest: bool = True,
 ) -> Verdict:
-    from .suggest import suggestions_for
-
     blockers = definite + possible
     calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
     if verdict == "ok":
@@ -285,8 +276,7 @@ def _finish(
         explanation=explanation,
         notes=notes,
     )
-    if verdict != "ok" and suggest:
-        result.suggestions = suggestions_for(snapshot, cand, result)
+    if verdict != "ok":
         if cand.reuseaddr and any(b.rule in ("listener", "old-without-reuseaddr") for b in blockers):
             result.notes.append(
                 "BSD and macOS differ: there SO_REUSEADDR on the new socket alone is enough after a restart, "
@@ -294,27 +284,3 @@ def _finish(
                 "option on both sockets and never lets SO_REUSEADDR create two overlapping listeners"
             )
     return result
-
-
-def _early_suggestions(errno: str, cand: Candidate, snapshot: Snapshot) -> list[str]:
-    facts = snapshot.facts
-    if errno == "EACCES":
-        return [
-            "Run as root, or give the program CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep PROGRAM).",
-            f"Use a port at or above {facts.ip_unprivileged_port_start}, or lower net.ipv4.ip_unprivileged_port_start.",
-        ]
-    if errno == "EADDRNOTAVAIL":
-        if cand.family == 4:
-            local = sorted({a for addrs in facts.addresses.values() for a in addrs if ":" not in a})
-        else:
-            local = sorted({a for a, _i, _s, t in facts.v6_addrs if not t})
-        return [
-            "Bind an address this namespace has: " + (", ".join(local[:8]) or "none") + ", or the wildcard.",
-            "Or allow non-local binds: sysctl net.ipv4.ip_nonlocal_bind=1 (net.ipv6.ip_nonlocal_bind for IPv6), or IP_FREEBIND on the socket.",
-        ]
-    if errno == "EINVAL" and cand.family == 6:
-        if ipaddress.ip_address(cand.addr).is_link_local:
-            return ["Name the interface: [fe80::...%eth0]:PORT or --device eth0."]
-        if bind_addr(6, cand.addr).kind == "mapped":
-            return ["Clear IPV6_V6ONLY (--no-v6only), or bind the IPv4 address on an IPv4 socket."]
-    return []

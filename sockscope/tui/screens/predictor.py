@@ -33,11 +33,11 @@ def run_check(snapshot: Snapshot, candidate: Any) -> tuple[Any | None, str | Non
 
 def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) -> str:
     try:
-        from sockscope.predict import why
+        from sockscope.predict import why_port
     except ImportError:
         return UNAVAILABLE
     try:
-        report = why(snapshot, proto, port, addr)
+        report = why_port(snapshot, proto, port, addr)
     except Exception as exc:  # noqa: BLE001
         return f"predictor failed: {type(exc).__name__}: {exc}"
     return str(getattr(report, "text", report))
