@@ -10,6 +10,7 @@ from sockscope.model import Snapshot, SocketRecord
 from .addresses import bind_addr, format_endpoint, rcv_saddr_equal
 from .engine import evaluate
 from .explain import candidate_text, describe
+from .groups import group_blockers
 from .rules import Me
 from .types import Candidate, Verdict
 
@@ -63,8 +64,12 @@ class WhyReport:
             for t in trials:
                 extra = ""
                 if kind == "conflict" and t.verdict.blockers:
-                    b = t.verdict.blockers[0]
-                    extra = f": {t.verdict.errno}, blocked by {b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port)} ({b.rule})"
+                    g = group_blockers(t.verdict.blockers)[0]
+                    b = g.first
+                    count = f"{g.count} x " if g.count > 1 else ""
+                    extra = f": {t.verdict.errno}, blocked by {count}{b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port)} ({b.rule})"
+                    if len(t.verdict.blockers) > g.count:
+                        extra += f" and {len(t.verdict.blockers) - g.count} more"
                 elif kind == "conflict":
                     extra = f": {t.verdict.errno}"
                 lines.append(f"  - {t.label}{extra}")
