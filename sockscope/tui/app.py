@@ -395,10 +395,13 @@ class SockscopeApp(App[int]):
             self.notify("no snapshot yet", severity="warning")
             return
         row = self._current_record()
-        proto, ep = "tcp", ""
+        proto, ep, like = "tcp", "", None
         if isinstance(row, SocketRecord):
             proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family)
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep))  # type: ignore[union-attr]
+            # A listening or bound socket: start from "another socket like this one".
+            like = row if row.state in ("LISTEN", "UNCONN") else None
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,  # type: ignore[union-attr]
+                                         uid=like.uid if like is not None else 0, like=like))
 
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers
