@@ -17,11 +17,10 @@ import signal
 import sys
 from typing import Any
 
-from sockscope.sanitize import host_lines, host_text
+
+from sockscope.predict.freeing import SIGTERM_WAIT_S
 
 from .common import add_collection_arguments, take_snapshot
-
-SIGTERM_WAIT_S = 3.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,83 +45,6 @@ def add_readonly_argument(parser: argparse.ArgumentParser) -> None:
 
 def readonly(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "readonly", False)) or os.environ.get("SOCKSCOPE_READONLY", "") not in ("", "0")
-
-
-def reset_peers(rec: Any, snapshot: Any) -> list[str]:
-    """Connections that a destroy of `rec` resets: its own peer, or for a listener the
-    connections still in its accept queue (accepted ones are sockets of their own)."""
-    from sockscope.formatting import endpoint
-
-    if rec.proto != "tcp":
-        return []
-    if rec.state == "LISTEN":
-        queued = [
-            r for r in snapshot.on_port("tcp", rec.local_port)
-            if r.state in ("ESTAB", "SYN-RECV") and not r.inode
-            and (rec.local_addr in ("0.0.0.0", "::") or r.local_addr == rec.local_addr)
-        ]
-        return [endpoint(r.peer_addr, r.peer_port, r.family) + " (not yet accepted)" for r in queued]
-    if rec.peer_port and rec.state not in ("TIME-WAIT", "UNCONN", "LISTEN"):
-        return [endpoint(rec.peer_addr, rec.peer_port, rec.family)]
-    return []
-
-
-def destroy_preview(recs: list[Any], snapshot: Any) -> list[str]:
-    from sockscope.predict.explain import describe
-
-    lines = [f"Will destroy {len(recs)} socket(s) (SOCK_DESTROY, like `ss -K`):"]
-    for r in recs:
-        lines.append(f"  - {describe(r)}, cookie {r.cookie}")
-        peers = reset_peers(r, snapshot)
-        if peers:
-            lines.append("    these connections will be reset (the peer sees ECONNRESET): " + ", ".join(peers[:10])
-                         + (f" and {len(peers) - 10} more" if len(peers) > 10 else ""))
-        if r.state == "LISTEN":
-            lines.append("    connections it already accepted are sockets of their own and stay")
-        if r.owners:
-            names = ", ".join(sorted({f"{host_text(o.process)} (pid {o.pid})" for o in r.owners}))
-            lines.append(f"    its holders keep running; their next call on it fails with ECONNABORTED: {names}")
-        if r.proto == "udp":
-            lines.append("    UDP: the kernel aborts it, but a socket bound to an explicit port keeps the port; "
-                         "use --process to free the port")
-        if r.timewait:
-            lines.append("    a TIME_WAIT socket: the kernel removes it, freeing its port early")
-    return lines
-
-
-def process_preview(pids: dict[int, Any], snapshot: Any) -> list[str]:
-    from sockscope.predict.departure import closes_with
-    from sockscope.predict.explain import describe
-
-    lines = [f"Will send SIGTERM to {len(pids)} process(es), then offer SIGKILL if one is still running "
-             f"after {SIGTERM_WAIT_S:.0f} s:"]
-    for pid, owner in sorted(pids.items()):
-        lines.append(f"  - pid {pid} {host_text(owner.process)}, user {host_text(owner.user) or '?'}")
-        cmd = _cmdline(pid)
-        if cmd:
-            lines.append(f"    {cmd}")
-        held = [r for r in snapshot.sockets if any(o.pid == pid for o in r.owners)]
-        closing = [r for r in held if closes_with(r, {pid})]
-        lines.append(f"    it holds {len(held)} socket(s); {len(closing)} close when it exits:")
-        for r in closing[:10]:
-            lines.append(f"      {describe(r)}")
-        if len(closing) > 10:
-            lines.append(f"      ... and {len(closing) - 10} more")
-        conns = [r for r in closing if r.proto == "tcp" and r.state in ("ESTAB", "CLOSE-WAIT")]
-        if conns:
-            lines.append(f"    its {len(conns)} TCP connection(s) are closed (a FIN, or a reset where data is "
-                         "unread); their ports stay busy as TIME_WAIT for up to 60 s")
-    return lines
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read(4096)
-    except OSError:
-        return ""
-    parts = [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
-    return host_lines(parts)
 
 
 def confirm(question: str, args: argparse.Namespace) -> bool:
@@ -171,6 +93,8 @@ def _destroy(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
     from sockscope.collectors.destroy import ActionError, destroy_socket
     from sockscope.predict.explain import describe
 
+    from sockscope.predict.freeing import destroy_preview
+
     print("\n".join(destroy_preview(recs, snapshot)))
     if not confirm("Destroy these sockets?", args):
         _not_confirmed(args)
@@ -199,7 +123,11 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
         for o in r.owners:
             owners.setdefault(o.pid, o)
             inode_of.setdefault(o.pid, r.inode)
-    print("\n".join(process_preview(owners, snapshot)))
+    from sockscope.collectors.destroy import read_cmdline
+    from sockscope.predict.freeing import process_preview
+
+    cmdlines = {pid: read_cmdline(pid) for pid in owners}
+    print("\n".join(process_preview(owners, snapshot, cmdlines, SIGTERM_WAIT_S)))
     if not confirm("Send SIGTERM to these processes?", args):
         _not_confirmed(args)
         return 1

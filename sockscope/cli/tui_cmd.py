@@ -6,6 +6,7 @@ import argparse
 
 from . import UsageError
 from .common import add_collection_arguments
+from .kill_cmd import add_readonly_argument, readonly
 
 
 def _interval(text: str) -> float:
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=_interval, default=1.0, metavar="SECONDS",
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
     )
+    add_readonly_argument(parser)
     add_collection_arguments(parser)
 
 
@@ -46,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
 
     from sockscope.tui import SockscopeApp
 
-    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval)
+    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval, readonly=readonly(args))
     result = app.run()
     return int(result or 0)

@@ -157,3 +157,13 @@ class ProcessHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_cmdline(pid: int) -> list[str] | None:
+    """A process's argv (None when gone or unreadable); the caller sanitizes it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return None
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p] or None

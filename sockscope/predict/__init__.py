@@ -8,6 +8,7 @@ Modules, each importing only those listed before it (a DAG; no function-level im
     answer                             check(): verdict + time to success + suggestions + groups
     rehearsal                          check_like(), rehearse_restart()
     why                                why_port(): who holds a port and what would bind
+    freeing                            what `kill` would do (the preview; acting is in collectors)
 
 The package exports its modules under their own names (`sockscope.predict.why` is the
 module) and these functions and types:
@@ -18,7 +19,22 @@ module) and these functions and types:
     Candidate, Blocker, Verdict, BlockerGroup, CandidateError
 """
 
-from . import addresses, answer, departure, engine, ephemeral, explain, groups, rehearsal, rules, suggest, types, waiting, why
+from . import (
+    addresses,
+    answer,
+    departure,
+    engine,
+    ephemeral,
+    explain,
+    freeing,
+    groups,
+    rehearsal,
+    rules,
+    suggest,
+    types,
+    waiting,
+    why,
+)
 from .addresses import EndpointError, parse_endpoint
 from .answer import check
 from .engine import CandidateError
@@ -44,6 +60,7 @@ __all__ = [
     "engine",
     "ephemeral",
     "explain",
+    "freeing",
     "group_blockers",
     "groups",
     "parse_endpoint",

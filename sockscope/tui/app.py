@@ -52,6 +52,7 @@ class SockscopeApp(App[int]):
         Binding("r", "refresh", "Refresh", show=False),
         Binding("b", "bind_check", "Bind check"),
         Binding("w", "why", "Why"),
+        Binding("K", "free_port", "Free port", show=False),
         Binding("x", "clear_blockers", "Clear marks", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("question_mark", "help", "Help"),
@@ -67,9 +68,11 @@ class SockscopeApp(App[int]):
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         fixed_time: bool = False,
+        readonly: bool = False,
     ) -> None:
         super().__init__()
         self.netns = netns
+        self.readonly = readonly  # --readonly: K (destroy a socket, signal a process) is disabled
         self.make_source = make_source or partial(CollectorSource, netns, method)
         self.interval = interval
         self.clock = clock
@@ -403,6 +406,19 @@ class SockscopeApp(App[int]):
         self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,  # type: ignore[union-attr]
                                          uid=like.uid if like is not None else 0, like=like))
 
+    def action_free_port(self) -> None:
+        from .screens import FreePortScreen
+
+        if self.readonly:
+            self.notify("read-only mode (--readonly): destroying sockets and signalling processes is disabled",
+                        severity="warning")
+            return
+        row = self._current_record()
+        if self.views is None or not isinstance(row, SocketRecord):
+            self.notify("select a socket first", severity="warning")
+            return
+        self.push_screen(FreePortScreen(row, self.views.frame.snapshot(), self.netns))
+
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers
         self.blockers_text = text
@@ -441,6 +457,9 @@ class SockscopeApp(App[int]):
         yield SystemCommand("Socket details (enter)", "every field of the selected socket", self.open_details)
         yield SystemCommand("Bind check (b)", "would a new bind()/listen() work?", self.action_bind_check)
         yield SystemCommand("Why this port (w)", "who holds the selected socket's port", self.action_why)
+        if not self.readonly:
+            yield SystemCommand("Free this port (K)", "destroy the selected socket or stop its process, "
+                                "after a preview and confirmation", self.action_free_port)
         yield SystemCommand("Clear blocker marks (x)", "forget the last bind check's blockers",
                             self.action_clear_blockers)
         yield SystemCommand("Help (?)", "every key", self.action_help)
