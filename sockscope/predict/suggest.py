@@ -69,7 +69,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
     if verdict.ok_after_s:
         tw = len(recs)
         out.append(
-            f"Wait for the {tw} TIME_WAIT socket(s) to expire: the bind would succeed in {verdict.ok_after_s:.0f} s. "
+            f"Wait for the {tw} timewait socket(s) to expire: the bind would succeed in {verdict.ok_after_s:.0f} s. "
             "Next time set SO_REUSEADDR on the server socket, so that its own TIME_WAITs never block a restart."
         )
     facts = snapshot.facts

@@ -49,7 +49,8 @@ def when_text(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> str:
     if after is None or verdict.verdict == "ok":
         return ""
     n = len(verdict.blockers)
-    what = "the last TIME-WAIT expires" if n > 1 else "the TIME-WAIT expires"
+    kind = "TIME-WAIT" if all(b.socket.state == "TIME-WAIT" for b in verdict.blockers) else "timewait socket"
+    what = f"the last {kind} expires" if n > 1 else f"the {kind} expires"
     text = f"would succeed in {after:.0f} s, when {what} (if nothing else changes)"
     if succeeds_now_with_reuseaddr(snapshot, cand):
         text += ", or now with SO_REUSEADDR"
