@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print("sockscope kill: read-only mode (--readonly or SOCKSCOPE_READONLY): nothing was done", file=sys.stderr)
         return 1
     snapshot = take_snapshot(args)
-    recs = []
+    recs: list[Any] = []
     for spec in args.sockets:
         rec = find_socket(snapshot, spec)
         if all(rec is not r for r in recs):

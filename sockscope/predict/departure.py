@@ -79,10 +79,10 @@ def _in_queue_of(r: SocketRecord, family: int, addr: str, port: int) -> bool:
     return r.family == family and r.local_addr == addr
 
 
-def with_options(snapshot: Snapshot, changed: list[SocketRecord], **options: bool) -> Snapshot:
-    """The snapshot where the sockets in `changed` had been opened with `options`."""
+def with_reuseaddr(snapshot: Snapshot, changed: list[SocketRecord]) -> Snapshot:
+    """The snapshot where the sockets in `changed` had been opened with SO_REUSEADDR."""
     ids = {id(r) for r in changed}
-    return derived(snapshot, [replace(r, **options) if id(r) in ids else r for r in snapshot.sockets])
+    return derived(snapshot, [replace(r, reuseaddr=True) if id(r) in ids else r for r in snapshot.sockets])
 
 
 def with_added(snapshot: Snapshot, added: list[SocketRecord]) -> Snapshot:

@@ -137,7 +137,8 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
                     because += " (its options inferred from the listener it shares the port with)"
                 definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", True, because))
             else:
-                because = unknown_reason(o, rule, free)
+                rule, text = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking], every_world=False)
+                because = unknown_reason(o, rule, free, text)
                 possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", False, because))
         return definite, possible, notes
     return _udp_chain(me, others)
@@ -185,7 +186,8 @@ def _udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker
             if not definite:
                 text = f"may decide first: {text}"
         else:
-            text = unknown_reason(o, rule, free)
+            rule, settled = settled_rule(me, o, [(w, udp_rule(me, o, w)) for w in blocking], every_world=False)
+            text = unknown_reason(o, rule, free, settled)
         blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite, text))
     return (blockers, [], notes) if definite else ([], blockers, notes)
 

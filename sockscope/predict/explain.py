@@ -121,7 +121,7 @@ def _rule_holds(rule: str, me: Me, o: Other, w: World) -> bool:
     return False
 
 
-def settled_rule(me: Me, o: Other, ruled: list[tuple[World, str]]) -> tuple[str, str]:
+def settled_rule(me: Me, o: Other, ruled: list[tuple[World, str]], every_world: bool = True) -> tuple[str, str]:
     """(rule, sentence) for why `o` blocks `me` in every world of `ruled`. A rule is stated
     as fact only when its sentence holds in every possible world; otherwise the sentence
     says which rule applies in which case ("if it has SO_REUSEADDR, ...")."""
@@ -136,20 +136,22 @@ def settled_rule(me: Me, o: Other, ruled: list[tuple[World, str]]) -> tuple[str,
     for rule in rules:
         cond = _condition([w for w, r in ruled if r == rule], among)
         cases.append(f"if it {cond}, {RULE_TEXT.get(rule, rule)}" if cond else f"otherwise {RULE_TEXT.get(rule, rule)}")
+    if not every_world:
+        return rules[0], "which rule applies hangs on its unreadable options: " + "; ".join(cases)
     return rules[0], (
         f"it blocks whatever its unreadable options are ({options_text(o.rec)}), "
         "but the reason hangs on them: " + "; ".join(cases)
     )
 
 
-def unknown_reason(o: Other, rule: str, free: list[World]) -> str:
+def unknown_reason(o: Other, rule: str, free: list[World], rule_text: str | None = None) -> str:
     if o.rec.timewait:
         why = "TIME_WAIT sockets have no descriptor to read"
     elif o.timewait:
         why = "it is closing and may become a TIME_WAIT socket before your bind"
     else:
         why = "its options could not be read"
-    return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
+    return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {rule_text or RULE_TEXT.get(rule, rule)}"
 
 
 def candidate_text(me: Me, listen: bool) -> str:

@@ -11,7 +11,7 @@ from sockscope.model import Snapshot
 from sockscope.sanitize import host_text
 
 from .addresses import bind_addr, format_endpoint
-from .departure import after_exit, with_options
+from .departure import after_exit, with_reuseaddr
 from .engine import CandidateError, evaluate
 from .types import Candidate, Verdict
 from .waiting import ok_after_s
@@ -52,7 +52,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
     # (never with a listener), and only when the predictor says the bind would then work.
     live_old = [b.socket for b in blockers if b.rule == "old-without-reuseaddr" and not b.socket.timewait]
     if cand.reuseaddr and live_old and not any(r.state == "LISTEN" for r in recs):
-        if _works(with_options(snapshot, live_old, reuseaddr=True), cand):
+        if _works(with_reuseaddr(snapshot, live_old), cand):
             who = ", ".join(sorted({f"{host_text(r.process)} (pid {r.pid})" for r in live_old if r.pid is not None}))
             out.append(
                 f"Set SO_REUSEADDR on the existing socket too ({who or 'the existing socket'}): Linux requires it on "

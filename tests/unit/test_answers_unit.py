@@ -182,3 +182,15 @@ def test_predict_imports_form_a_dag_without_function_level_imports() -> None:
         visit(mod, ())
     # suggestions sit on top of evaluation, never below it
     assert "suggest" not in graph["engine"] and "engine" in graph["suggest"]
+
+
+def test_a_possible_blocker_names_its_rule_only_when_one_applies() -> None:
+    # A bound socket of another uid with both options unreadable: it blocks a SO_REUSEADDR +
+    # SO_REUSEPORT bind only if it lacks SO_REUSEADDR, and then for one of two reasons.
+    other = rec("UNCONN", ra=None, rp=None, uid=7, pid=9)
+    v = check(Snapshot([other]), cand(reuseaddr=True, reuseport=True, uid=5, listen=False))
+    assert v.verdict == "unknown"
+    reason = v.blockers[0].reason
+    assert "unless it has SO_REUSEADDR" in reason
+    assert "which rule applies hangs on its unreadable options" in reason
+    assert "if it lacks SO_REUSEPORT, it was opened without SO_REUSEADDR" in reason
