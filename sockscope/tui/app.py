@@ -217,12 +217,14 @@ class SockscopeApp(App[int]):
     @property
     def current_pane(self) -> str:
         try:
-            return self.query_one("#panes", TabbedContent).active or "listening"
+            return self.screen_stack[0].query_one("#panes", TabbedContent).active or "listening"
         except Exception:  # noqa: BLE001 - before compose
             return "listening"
 
     def table(self, pane: str | None = None) -> SocketTable:
-        return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
+        # The tables live on the main screen: query it even while a modal is on top (a tab
+        # activation can be handled after a key already opened a modal).
+        return self.screen_stack[0].query_one(f"#table-{pane or self.current_pane}", SocketTable)
 
     def snapshot(self):  # type: ignore[no-untyped-def]
         return self.views.frame.snapshot() if self.views is not None else None
