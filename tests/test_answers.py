@@ -88,8 +88,9 @@ def test_ok_after_is_the_longest_blocking_timer(netns, holders) -> None:
     data = json.loads(run("check", "tcp", f"127.0.0.1:{P}", "--json", "--netns", netns.name).stdout)
     after = ss_timewait_left(netns, P)
     assert len(before) == 5 and data["verdict"] == "conflict"
-    assert min(after) - 2 <= data["ok_after_s"] <= max(before) + 2
-    assert abs(data["ok_after_s"] - max(before)) < 2
+    # The longest timer as ss saw it just before and just after the snapshot: ok_after_s
+    # lies between (within ss's rounding to whole seconds).
+    assert max(after) - 1 <= data["ok_after_s"] <= max(before) + 1
     r = run("check", "tcp", f"127.0.0.1:{P}", "--netns", netns.name)
     flat = " ".join(r.stdout.split())
     assert "would fail now with EADDRINUSE" in flat and "would succeed in" in flat
@@ -101,8 +102,8 @@ def test_ok_after_is_the_longest_blocking_timer(netns, holders) -> None:
 @pytest.mark.root
 def test_check_wait_succeeds_when_it_says_it_would(netns, holders) -> None:
     # An orphan FIN-WAIT-2 lives net.ipv4.tcp_fin_timeout seconds as a timewait socket;
-    # the sysctl is per namespace, so 3 s keeps the test short.
-    netns.sysctl("net.ipv4.tcp_fin_timeout", "3")
+    # the sysctl is per namespace, so 6 s keeps the test short.
+    netns.sysctl("net.ipv4.tcp_fin_timeout", "6")
     srv, cli = holders(0), holders(0)
     lst = srv.socket("tcp", 4)
     assert srv.bind(lst, "127.0.0.1", P) is None and srv.listen(lst) is None
@@ -112,17 +113,17 @@ def test_check_wait_succeeds_when_it_says_it_would(netns, holders) -> None:
     srv.close(child)  # the server closes first and the client never does: FIN-WAIT-2
     srv.close(lst)
     time.sleep(0.2)
-    data = json.loads(run("check", "tcp", f"127.0.0.1:{P}", "--json", "--netns", netns.name).stdout)
-    assert data["verdict"] == "conflict" and data["blockers"][0]["state"] == "FIN-WAIT-2"
-    assert data["ok_after_s"] is not None and 0 < data["ok_after_s"] <= 3.5
     # Too short a timeout: exit 1
     r = run("check", "tcp", f"127.0.0.1:{P}", "--wait", "--timeout", "0.5", "--netns", netns.name)
-    assert r.returncode == 1 and "timed out" in r.stderr
+    assert r.returncode == 1 and "timed out" in r.stderr, r.stdout + r.stderr
+    data = json.loads(run("check", "tcp", f"127.0.0.1:{P}", "--json", "--netns", netns.name).stdout)
+    assert data["verdict"] == "conflict" and data["blockers"][0]["state"] == "FIN-WAIT-2"
+    assert data["ok_after_s"] is not None and 0 < data["ok_after_s"] <= 6.5
     t0 = time.monotonic()
     r = run("check", "tcp", f"127.0.0.1:{P}", "--wait", "--timeout", "20", "--netns", netns.name)
     waited = time.monotonic() - t0
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.startswith("OK") and waited < 10
+    assert r.stdout.startswith("OK") and waited < 15
     # and the kernel agrees
     s = srv.socket("tcp", 4)
     assert srv.bind(s, "127.0.0.1", P) is None and srv.listen(s) is None

@@ -224,7 +224,8 @@ class SockscopeApp(App[int]):
     def table(self, pane: str | None = None) -> SocketTable:
         # The tables live on the main screen: query it even while a modal is on top (a tab
         # activation can be handled after a key already opened a modal).
-        return self.screen_stack[0].query_one(f"#table-{pane or self.current_pane}", SocketTable)
+        base = self.screen_stack[0] if self.screen_stack else self
+        return base.query_one(f"#table-{pane or self.current_pane}", SocketTable)
 
     def snapshot(self):  # type: ignore[no-untyped-def]
         return self.views.frame.snapshot() if self.views is not None else None
@@ -251,7 +252,7 @@ class SockscopeApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
-        if pane in PANES:
+        if pane in PANES and self.screen_stack:  # not while shutting down
             self.call_after_refresh(self.table(pane).focus)
 
     def action_filter(self) -> None:
