@@ -38,11 +38,12 @@ def conn(netns, holders):
 async def _select(app: SockscopeApp, pilot, cookie: int) -> SocketRecord:
     await app.wait_for(lambda v: v.frame.full and v.frame.total > 0)
     await pilot.press("2")
+    await _until(pilot, lambda: app.current_pane == "established")
     await app.settled()
     await pilot.pause()
     rec = next(r for r in app.table("established").rows if isinstance(r, SocketRecord) and r.cookie == cookie)
     app.table("established").select_identity(ident(rec))
-    await pilot.pause()
+    await _until(pilot, lambda: getattr(app._current_record(), "cookie", None) == cookie)
     return rec
 
 
