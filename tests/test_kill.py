@@ -104,3 +104,23 @@ def test_kill_reports_a_gone_socket_and_bad_input(netns, holders) -> None:
     assert r.returncode == 2 and "no socket with cookie" in r.stderr
     r = run("kill", "x:y", "--yes", "--netns", netns.name)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_kill_a_timewait_frees_its_port(netns, holders) -> None:
+    import json
+
+    h = holders(0)
+    lst = h.socket("tcp", 4)
+    assert h.bind(lst, "127.0.0.1", P) is None and h.listen(lst) is None
+    c = h.socket("tcp", 4)
+    h.connect(c, "127.0.0.1", P)
+    a = h.accept(lst)
+    h.close(a)
+    h.close(c)
+    h.close(lst)
+    data = json.loads(run("check", "tcp", f"127.0.0.1:{P}", "--json", "--netns", netns.name).stdout)
+    assert data["verdict"] == "conflict" and data["blockers"][0]["state"] == "TIME-WAIT"
+    r = run("kill", str(data["blockers"][0]["cookie"]), "--yes", "--netns", netns.name)
+    assert r.returncode == 0 and "TIME_WAIT socket: the kernel removes it" in r.stdout, r.stdout + r.stderr
+    s = h.socket("tcp", 4)
+    assert h.bind(s, "127.0.0.1", P) is None and h.listen(s) is None
