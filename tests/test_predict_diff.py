@@ -251,6 +251,35 @@ def unknown_cause(verdict) -> str:
 
 
 @pytest.mark.root
+def suggested_candidates(cand: Candidate, verdict) -> list[tuple[str, Candidate]]:
+    """The suggestions that change the new socket, as candidates to try for real (issue 9:
+    every suggestion must hold)."""
+    from dataclasses import replace
+
+    from sockscope.predict import parse_endpoint
+
+    out: list[tuple[str, Candidate]] = []
+    for s in verdict.suggestions:
+        changed = None
+        if s.startswith("Set SO_REUSEADDR on the new socket:"):
+            changed = replace(cand, reuseaddr=True)
+        elif s.startswith("Set SO_REUSEPORT on the new socket:"):
+            changed = replace(cand, reuseport=True)
+        elif s.startswith("Set both SO_REUSEADDR and SO_REUSEPORT on the new socket"):
+            changed = replace(cand, reuseaddr=True, reuseport=True)
+        elif s.startswith("Run the new socket as uid "):
+            uid = int(s.removeprefix("Run the new socket as uid ").split(",")[0])
+            if uid in UIDS:
+                changed = replace(cand, reuseport=True, uid=uid)
+        elif s.startswith(("Or use another port: ", "Bind ")) and (" is free" in s or " instead" in s):
+            text = s.removeprefix("Or use another port: ").removeprefix("Bind ").split(" ")[0]
+            _fam, addr, port, _scope = parse_endpoint(text)
+            changed = replace(cand, addr=addr, port=port)
+        if changed is not None:
+            out.append((s, changed))
+    return out
+
+
 def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
     rng = random.Random(SEED)
     lab = Lab.open(netns, holders)
@@ -289,6 +318,12 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
             stats["wrong" if ok is False else ("right" if ok else "unknown-verdict")] += 1
             if any("per-socket rule alone would refuse" in n for n in verdict.notes):
                 stats["fast path"] += 1
+            for text, changed in suggested_candidates(cand, verdict) if verdict.verdict != "ok" else []:
+                s_stage, s_errno = lab.really(changed)
+                stats["suggestions tried"] += 1
+                if s_errno is not None:
+                    wrong.append(f"case {i} (seed {SEED}): suggestion {text!r} for {cand}\n  scenario:\n    "
+                                 + "\n    ".join(log) + f"\n  kernel: {s_stage} {s_errno}")
             if ok is None:
                 stats["unknown: " + unknown_cause(verdict)] += 1
                 if SHOW_UNKNOWN:
@@ -302,7 +337,7 @@ def test_predictor_agrees_with_the_kernel(netns, holders) -> None:
         f"\ndifferential: {CASES} cases (seed {SEED}): {definite} definite, {stats['wrong']} wrong, "
         f"{stats['unknown-verdict']} unknown ({100 * stats['unknown-verdict'] / max(CASES, 1):.2f}%); "
         f"ok {stats['ok']}, conflict {stats['conflict']}; {stats['fast path']} decided by the port's "
-        "fast path against the per-socket rule"
+        f"fast path against the per-socket rule; {stats['suggestions tried']} suggestions tried for real"
     )
     for key in sorted(k for k in stats if k.startswith("unknown: ")):
         print(f"  {key}: {stats[key]}")

@@ -84,8 +84,8 @@ def test_details(snap_compare):
         await ready_on_nginx(pilot)
         await pilot.press("enter")
         screen = pilot.app.screen
-        for _ in range(500):
-            if screen.verdict is not None or screen.verdict_error:
+        for _ in range(500):  # both workers: the verdict (and rehearsals), the command lines
+            if (screen.verdict is not None or screen.verdict_error) and screen.cmdlines:
                 break
             await pilot.pause(0.02)
         await pilot.pause()

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("list_cmd", "list sockets like ss, with owners and reuse options"),
     "check": ("check_cmd", "predict whether a bind()/listen() would succeed, and why"),
     "why": ("why_cmd", "who holds a port, why a bind fails, and what would work"),
+    "kill": ("kill_cmd", "free a port: destroy selected sockets, or signal their processes (with a preview and confirmation)"),
     "tui": ("tui_cmd", "the live terminal UI (the default with no subcommand)"),
     "bpf": ("bpf_cmd", "pin or unpin the BPF iterators that read socket flags for other users"),
 }

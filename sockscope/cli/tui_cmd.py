@@ -7,6 +7,7 @@ import re
 
 from . import UsageError
 from .common import add_collection_arguments
+from .kill_cmd import add_readonly_argument, readonly
 
 
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6}")  # ASCII: float() takes "１２" and "1e3"
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=_interval, default=1.0, metavar="SECONDS",
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
     )
+    add_readonly_argument(parser)
     add_collection_arguments(parser)
 
 
@@ -49,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
     from sockscope.tui import SockscopeApp
 
-    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval)
+    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval, readonly=readonly(args))
     result = app.run()
     return int(result or 0)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sockscope.cli import UsageError
-    from sockscope.predict import EndpointError, parse_endpoint, why
+    from sockscope.predict import EndpointError, parse_endpoint, why_port
 
     target = args.target.strip()
     addr: str | None = None
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     snapshot = take_snapshot(args, protos=(proto,), port=port)
     if snapshot.limitation and not args.json:
         print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
-    report = why(snapshot, proto, port, addr, family)
+    report = why_port(snapshot, proto, port, addr, family)
     if args.json:
         sys.stdout.write(json.dumps(report.to_json()) + "\n")
     else:

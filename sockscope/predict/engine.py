@@ -9,7 +9,8 @@ listen() repeats the TCP port check with the socket now listening. For a new soc
 passed bind()'s full check it cannot fail against the same sockets: inet_bind_conflict()
 looks only at the *other* socket's state, and an SO_REUSEPORT socket takes the port's fast
 path it set itself at bind(). A socket that bind() let through on the port's fast path
-(fastpath.py) without SO_REUSEPORT does meet the full check at listen(). What listen() does change is the others' future: a socket that is bound
+(fastpath.py) without SO_REUSEPORT does meet the full check at listen(). What listen() does
+change is the others' future: a socket that is bound
 with SO_REUSEADDR but not yet listening will then fail its own listen(), which the
 verdict says.
 """
@@ -21,7 +22,8 @@ import ipaddress
 from sockscope.model import HostFacts, Snapshot
 
 from .addresses import EndpointError, bind_addr, format_endpoint
-from .explain import RULE_TEXT, candidate_text, describe, unknown_reason
+from .ephemeral import check_ephemeral
+from .explain import ERRNO_TEXT, candidate_text, describe, settled_rule, unknown_reason
 from .fastpath import FastPath, bucket_unread_reason, tcp_fast_path
 from .rules import (
     NOT_IN_BIND_TABLES,
@@ -35,14 +37,6 @@ from .rules import (
 )
 from .types import Blocker, Candidate, Verdict
 from .udpchain import udp_chain
-
-ERRNO_TEXT = {
-    "EADDRINUSE": "Address already in use",
-    "EADDRNOTAVAIL": "Cannot assign requested address",
-    "EACCES": "Permission denied",
-    "EINVAL": "Invalid argument",
-}
-
 
 class CandidateError(ValueError):
     """The candidate cannot be asked about (unknown device, address of the wrong family)."""
@@ -140,18 +134,21 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
                 continue
             rule = tcp_rule(me, o, blocking[0])
             if not free:
-                reason = f"{describe(o.rec)}: {RULE_TEXT[rule]}"
+                rule, because = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking])
                 if o.inferred:
-                    reason += " (its options inferred from the listener it shares the port with)"
-                definite.append(Blocker(o.rec, rule, reason, True))
+                    because += " (its options inferred from the listener it shares the port with)"
+                definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", True, because))
             else:
-                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {unknown_reason(o, rule, free)}", False))
+                rule, text = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking], every_world=False)
+                because = unknown_reason(o, rule, free, text)
+                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", False, because))
         return definite, possible, notes
     return udp_chain(me, others)
 
 
-def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdict:
-    """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`."""
+def evaluate(snapshot: Snapshot, cand: Candidate) -> Verdict:
+    """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`: the
+    verdict, blockers and explanation, without suggestions (answer.check() adds those)."""
     me, einval_mapped = normalise(snapshot, cand)
     label = candidate_text(me, cand.listen, cand.device)
     early = precheck(snapshot, cand, me, einval_mapped)
@@ -162,11 +159,8 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
             errno,
             "bind",
             explanation=f"bind() of {label} would fail with {errno} ({ERRNO_TEXT[errno]}): {sentence}.",
-            suggestions=_early_suggestions(errno, cand, snapshot),
         )
     if cand.port == 0:
-        from .ephemeral import check_ephemeral
-
         return check_ephemeral(snapshot, me, label)
 
     others = _others(snapshot, me, cand.port)
@@ -175,7 +169,7 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port, cand.device)
     bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
     if bucket_path is not None:
-        return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others, suggest)
+        return _with_bucket(snapshot, cand, me, bucket_path, definite, possible, label, notes, others)
     if definite:
         fast = fast_reuseport_may_admit(me, others)
         if fast is not None:
@@ -185,11 +179,11 @@ def check(snapshot: Snapshot, cand: Candidate, *, suggest: bool = True) -> Verdi
                 "admit this bind without checking the sockets above, so the outcome is not certain"
                 + bucket_unread_reason(snapshot.tcp_buckets)
             )
-            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
-        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
+            return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes)
     if possible:
-        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
-    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
 
 
 def _with_bucket(
@@ -202,7 +196,6 @@ def _with_bucket(
     label: str,
     notes: list[str],
     others: list[Other],
-    suggest: bool,
 ) -> Verdict:
     """The TCP verdict when the port's bind bucket was read: the kernel's fast path first
     (fastpath.py), then the per-socket rule for what it does not skip."""
@@ -210,7 +203,7 @@ def _with_bucket(
         if definite or possible:
             notes.append(f"The per-socket rule alone would refuse this bind, but {fast.reason}")
         if not (cand.listen and (definite or possible)) or fast.listen_skips_check:
-            verdict = _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+            verdict = _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
             if definite or possible:
                 first = (definite or possible)[0]
                 calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
@@ -221,15 +214,15 @@ def _with_bucket(
             return verdict
         # listen() runs the full check again, and only an SO_REUSEPORT socket skips it there.
         verdict = "conflict" if definite else "unknown"
-        return _finish(snapshot, cand, me, verdict, "EADDRINUSE" if definite else None, definite, possible, label, notes, suggest=suggest, stage="listen")
+        return _finish(snapshot, cand, me, verdict, "EADDRINUSE" if definite else None, definite, possible, label, notes, stage="listen")
     if fast.status == "unknown" and (definite or possible):
         notes.append(f"The kernel's per-port fast path may admit this bind without the check: {fast.reason}")
-        return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes)
     if definite:
-        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes, suggest=suggest)
+        return _finish(snapshot, cand, me, "conflict", "EADDRINUSE", definite, possible, label, notes)
     if possible:
-        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes, suggest=suggest)
-    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others, suggest=suggest)
+        return _finish(snapshot, cand, me, "unknown", None, [], possible, label, notes)
+    return _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
 
 
 def _finish(
@@ -243,11 +236,8 @@ def _finish(
     label: str,
     notes: list[str],
     others: list[Other] | None = None,
-    suggest: bool = True,
     stage: str = "bind",
 ) -> Verdict:
-    from .suggest import suggestions_for
-
     blockers = definite + possible
     calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
     if verdict == "ok":
@@ -289,8 +279,7 @@ def _finish(
         explanation=explanation,
         notes=notes,
     )
-    if verdict != "ok" and suggest:
-        result.suggestions = suggestions_for(snapshot, cand, result)
+    if verdict != "ok":
         if cand.reuseaddr and any(b.rule in ("listener", "old-without-reuseaddr") for b in blockers):
             result.notes.append(
                 "BSD and macOS differ: there SO_REUSEADDR on the new socket alone is enough after a restart, "
@@ -298,27 +287,3 @@ def _finish(
                 "option on both sockets and never lets SO_REUSEADDR create two overlapping listeners"
             )
     return result
-
-
-def _early_suggestions(errno: str, cand: Candidate, snapshot: Snapshot) -> list[str]:
-    facts = snapshot.facts
-    if errno == "EACCES":
-        return [
-            "Run as root, or give the program CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep PROGRAM).",
-            f"Use a port at or above {facts.ip_unprivileged_port_start}, or lower net.ipv4.ip_unprivileged_port_start.",
-        ]
-    if errno == "EADDRNOTAVAIL":
-        if cand.family == 4:
-            local = sorted({a for addrs in facts.addresses.values() for a in addrs if ":" not in a})
-        else:
-            local = sorted({a for a, _i, _s, t in facts.v6_addrs if not t})
-        return [
-            "Bind an address this namespace has: " + (", ".join(local[:8]) or "none") + ", or the wildcard.",
-            "Or allow non-local binds: sysctl net.ipv4.ip_nonlocal_bind=1 (net.ipv6.ip_nonlocal_bind for IPv6), or IP_FREEBIND on the socket.",
-        ]
-    if errno == "EINVAL" and cand.family == 6:
-        if ipaddress.ip_address(cand.addr).is_link_local:
-            return ["Name the interface: [fe80::...%eth0]:PORT or --device eth0."]
-        if bind_addr(6, cand.addr).kind == "mapped":
-            return ["Clear IPV6_V6ONLY (--no-v6only), or bind the IPv4 address on an IPv4 socket."]
-    return []

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from sockscope.formatting import endpoint
 from sockscope.model import SocketRecord
+from sockscope.sanitize import host_text
 
 from .addresses import format_endpoint
 from .rules import ATTRS, Me, Other, World
 
 OPTION_NAMES = {"reuseaddr": "SO_REUSEADDR", "reuseport": "SO_REUSEPORT", "v6only": "IPV6_V6ONLY", "timewait": ""}
+
+ERRNO_TEXT = {
+    "EADDRINUSE": "Address already in use",
+    "EADDRNOTAVAIL": "Cannot assign requested address",
+    "EACCES": "Permission denied",
+    "EINVAL": "Invalid argument",
+}
 
 RULE_TEXT = {
     "in-use": "it already uses this address and port, and neither SO_REUSEADDR nor SO_REUSEPORT is set on both sockets",
@@ -25,22 +34,35 @@ RULE_TEXT = {
 }
 
 
-def describe(rec: SocketRecord) -> str:
-    """"TIME-WAIT 127.0.0.1:8080 -> 127.0.0.1:51234 (pid 812 nginx, user www, A P)"."""
-    local = format_endpoint(rec.family, rec.local_addr, rec.local_port, rec.device)
-    text = f"{rec.proto.upper()} {rec.state} {local}"
-    if rec.peer_port:
-        text += f" -> {format_endpoint(rec.family, rec.peer_addr, rec.peer_port)}"
+def local_text(rec: SocketRecord) -> str:
+    """"TCP TIME-WAIT 127.0.0.1:8080": protocol, state and local endpoint (device after the
+    address, as `ss` and `list` write it)."""
+    local = endpoint(rec.local_addr, rec.local_port, rec.family, host_text(rec.device) if rec.device else None)
+    return f"{rec.proto.upper()} {rec.state} {local}"
+
+
+def owner_parts(rec: SocketRecord) -> list[str]:
+    """["pid 812 nginx", "user www"], sanitized: process and user names come from the host."""
     who: list[str] = []
     if rec.owners:
-        first = rec.owners[0]
-        who.append(f"pid {first.pid} {first.process}")
-        if len(rec.owners) > 1:
-            who.append(f"+{len(rec.owners) - 1} more processes")
+        first = min(rec.owners, key=lambda o: (o.pid, o.fd))
+        who.append(f"pid {first.pid} {host_text(first.process)}")
+        others = len({o.pid for o in rec.owners}) - 1
+        if others:
+            who.append(f"+{others} more processes")
         if first.user:
-            who.append(f"user {first.user}")
+            who.append(f"user {host_text(first.user)}")
     elif not rec.timewait:
         who.append(f"uid {rec.uid}, no process found")
+    return who
+
+
+def describe(rec: SocketRecord) -> str:
+    """"TCP TIME-WAIT 127.0.0.1:8080 -> 127.0.0.1:51234 (SO_REUSEADDR on, ..., 41 s left)"."""
+    text = local_text(rec)
+    if rec.peer_port:
+        text += f" -> {endpoint(rec.peer_addr, rec.peer_port, rec.family)}"
+    who = owner_parts(rec)
     who.append(options_text(rec))
     if rec.timewait and rec.timer is not None:
         who.append(f"{rec.timer.expires_ms / 1000:.0f} s left")
@@ -75,14 +97,61 @@ def unless_clause(o: Other, free: list[World]) -> str:
     return f"unless it {origin}{' or '.join(clauses)}"
 
 
-def unknown_reason(o: Other, rule: str, free: list[World]) -> str:
+def _condition(worlds: list[World], among: list[World]) -> str:
+    """What the worlds in `worlds` share that the rest of `among` does not: "has SO_REUSEADDR"."""
+    parts: list[str] = []
+    for i, attr in enumerate(ATTRS):
+        values = {w[i] for w in worlds}
+        if len(values) == 1 and len({w[i] for w in among}) > 1:
+            value = values.pop()
+            if attr == "timewait":
+                parts.append("turns into a TIME_WAIT socket first" if value else "stays as it is")
+            else:
+                parts.append(f"{'has' if value else 'lacks'} {OPTION_NAMES[attr]}")
+    return " and ".join(parts)
+
+
+def _rule_holds(rule: str, me: Me, o: Other, w: World) -> bool:
+    """Is RULE_TEXT[rule] a true sentence about `o` in world `w`?"""
+    ra2, rp2, _, _ = w
+    if rule == "in-use":
+        return not (me.reuseaddr and ra2) and not (me.reuseport and rp2)
+    if rule == "listener":
+        return me.reuseaddr and o.listening
+    return False
+
+
+def settled_rule(me: Me, o: Other, ruled: list[tuple[World, str]], every_world: bool = True) -> tuple[str, str]:
+    """(rule, sentence) for why `o` blocks `me` in every world of `ruled`. A rule is stated
+    as fact only when its sentence holds in every possible world; otherwise the sentence
+    says which rule applies in which case ("if it has SO_REUSEADDR, ...")."""
+    rules = list(dict.fromkeys(rule for _, rule in ruled))
+    if len(rules) == 1:
+        return rules[0], RULE_TEXT.get(rules[0], rules[0])
+    for rule in ("in-use", "listener"):
+        if all(_rule_holds(rule, me, o, w) for w, _ in ruled):
+            return rule, RULE_TEXT[rule]
+    among = [w for w, _ in ruled]
+    cases = []
+    for rule in rules:
+        cond = _condition([w for w, r in ruled if r == rule], among)
+        cases.append(f"if it {cond}, {RULE_TEXT.get(rule, rule)}" if cond else f"otherwise {RULE_TEXT.get(rule, rule)}")
+    if not every_world:
+        return rules[0], "which rule applies hangs on its unreadable options: " + "; ".join(cases)
+    return rules[0], (
+        f"it blocks whatever its unreadable options are ({options_text(o.rec)}), "
+        "but the reason hangs on them: " + "; ".join(cases)
+    )
+
+
+def unknown_reason(o: Other, rule: str, free: list[World], rule_text: str | None = None) -> str:
     if o.rec.timewait:
         why = "TIME_WAIT sockets have no descriptor to read"
     elif o.timewait:
         why = "it is closing and may become a TIME_WAIT socket before your bind"
     else:
         why = "its options could not be read"
-    return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {RULE_TEXT.get(rule, rule)}"
+    return f"may block ({why}): it blocks {unless_clause(o, free)}; if it blocks, {rule_text or RULE_TEXT.get(rule, rule)}"
 
 
 def candidate_text(me: Me, listen: bool, device: str | None = None) -> str:

@@ -39,6 +39,9 @@ class Blocker:
     rule: str  # short code, e.g. "addr-overlap", "listener-no-reuseaddr", "reuseport-uid"
     reason: str  # one sentence for people
     definite: bool = True  # False: blocks only if an unknown flag has a certain value
+    # The reason without the socket's description ("it is listening: ..."): shared by every
+    # member of a blocker group, so groups are keyed on it. Not part of the JSON contract.
+    because: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = self.socket.to_json()
@@ -57,6 +60,13 @@ class Verdict:
     explanation: str = ""
     suggestions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # caveats: kernel caches, BSD/macOS differences
+    # Seconds after the snapshot when the bind would succeed because every blocker is a
+    # timewait socket whose timer then runs out (0 when it succeeds now; None when waiting
+    # would not help or cannot be predicted).
+    ok_after_s: float | None = None
+    when: str = ""  # ok_after_s for people: "would succeed in 41 s, when the last TIME-WAIT expires"
+    # The blockers summarised: sockscope.predict.groups.BlockerGroup, filled by answer.check().
+    groups: list[Any] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,4 +77,6 @@ class Verdict:
             "explanation": self.explanation,
             "suggestions": list(self.suggestions),
             "notes": list(self.notes),
+            "ok_after_s": self.ok_after_s,
+            "groups": [g.to_json() for g in self.groups],
         }

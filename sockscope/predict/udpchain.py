@@ -25,7 +25,7 @@ decides in every world); the verdict is definite only if all of them agree.
 
 from __future__ import annotations
 
-from .explain import RULE_TEXT, describe, unknown_reason
+from .explain import describe, settled_rule, unknown_reason
 from .rules import Me, Other, UdpOutcome, World, udp_outcome, udp_rule
 from .types import Blocker
 
@@ -126,11 +126,14 @@ def udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker]
         blocking = [w for w, outcome in results[id(o)] if outcome == "block"]
         free = [w for w, outcome in results[id(o)] if outcome != "block"]
         rule = udp_rule(me, o, blocking[0])
-        if definite:
-            text = RULE_TEXT[rule]
+        if definite or not free:
+            rule, text = settled_rule(me, o, [(w, udp_rule(me, o, w)) for w in blocking])
+            if not definite:
+                text = f"may decide first: {text}"
         else:
-            text = unknown_reason(o, rule, free) if free else f"may decide first: {RULE_TEXT[rule]}"
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite))
+            rule, settled = settled_rule(me, o, [(w, udp_rule(me, o, w)) for w in blocking], every_world=False)
+            text = unknown_reason(o, rule, free, settled)
+        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite, text))
     return (blockers, [], notes) if definite else ([], blockers, notes)
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from sockscope.model import Snapshot, SocketRecord
 
 from .addresses import bind_addr, format_endpoint, rcv_saddr_equal
-from .engine import check
+from .engine import evaluate
 from .explain import candidate_text, describe
+from .groups import group_blockers
 from .rules import Me
 from .types import Candidate, Verdict
 
@@ -63,8 +64,12 @@ class WhyReport:
             for t in trials:
                 extra = ""
                 if kind == "conflict" and t.verdict.blockers:
-                    b = t.verdict.blockers[0]
-                    extra = f": {t.verdict.errno}, blocked by {b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port, b.socket.device)} ({b.rule})"
+                    g = group_blockers(t.verdict.blockers)[0]
+                    b = g.first
+                    count = f"{g.count} x " if g.count > 1 else ""
+                    extra = f": {t.verdict.errno}, blocked by {count}{b.socket.state} {format_endpoint(b.socket.family, b.socket.local_addr, b.socket.local_port, b.socket.device)} ({b.rule})"
+                    if len(t.verdict.blockers) > g.count:
+                        extra += f" and {len(t.verdict.blockers) - g.count} more"
                 elif kind == "conflict":
                     extra = f": {t.verdict.errno}"
                 lines.append(f"  - {t.label}{extra}")
@@ -97,7 +102,7 @@ class WhyReport:
         }
 
 
-def why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None, family: int | None = None) -> WhyReport:
+def why_port(snapshot: Snapshot, proto: str, port: int, addr: str | None = None, family: int | None = None) -> WhyReport:
     holders = [r for r in snapshot.on_port(proto, port) if proto == "udp" or r.state != "SYN-RECV"]
     if addr is not None:
         fam = family or (6 if ":" in addr else 4)
@@ -117,7 +122,7 @@ def why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None, fami
         for uid in uids:
             for reuseaddr, reuseport in OPTION_SETS:
                 cand = Candidate(proto, fam, a, port, reuseaddr=reuseaddr, reuseport=reuseport, uid=uid)  # type: ignore[arg-type]
-                verdict = check(snapshot, cand, suggest=False)
+                verdict = evaluate(snapshot, cand)
                 me = Me(proto, bind_addr(fam, a), port, reuseaddr, reuseport, False, 0, uid)
                 report.trials.append(Trial(cand, "a new " + candidate_text(me, True).removeprefix("a "), verdict))
     return report

@@ -52,9 +52,11 @@ class SockscopeApp(App[int]):
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         fixed_time: bool = False,
+        readonly: bool = False,
     ) -> None:
         super().__init__()
         self.netns = netns
+        self.readonly = readonly  # --readonly: K (destroy a socket, signal a process) is disabled
         self.make_source = make_source or partial(CollectorSource, netns, method)
         self.interval = interval
         self.clock = clock
@@ -199,12 +201,15 @@ class SockscopeApp(App[int]):
     @property
     def current_pane(self) -> str:
         try:
-            return self.query_one("#panes", TabbedContent).active or "listening"
+            return self.screen_stack[0].query_one("#panes", TabbedContent).active or "listening"
         except Exception:  # noqa: BLE001 - before compose
             return "listening"
 
     def table(self, pane: str | None = None) -> SocketTable:
-        return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
+        # The tables live on the main screen: query it even while a modal is on top (a tab
+        # activation can be handled after a key already opened a modal).
+        base = self.screen_stack[0] if self.screen_stack else self
+        return base.query_one(f"#table-{pane or self.current_pane}", SocketTable)
 
     def snapshot(self) -> Snapshot | None:
         return self.views.frame.snapshot() if self.views is not None else None
@@ -231,7 +236,7 @@ class SockscopeApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
-        if pane in PANES:
+        if pane in PANES and self.screen_stack:  # not while shutting down
             self.call_after_refresh(self.table(pane).focus)
 
     def action_filter(self) -> None:
@@ -380,14 +385,30 @@ class SockscopeApp(App[int]):
             self.notify("no snapshot yet", severity="warning")
             return
         row = self._current_record()
-        proto, ep = "tcp", ""
+        proto, ep, like = "tcp", "", None
         if isinstance(row, SocketRecord):
             proto, ep = row.proto, endpoint(row.local_addr, row.local_port, row.family, row.device)
-        # uid: the caller's, as `sockscope check` defaults to
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep, uid=os.getuid()))
+            # A listening or bound socket: start from "another socket like this one".
+            like = row if row.state in ("LISTEN", "UNCONN") else None
+        # uid: the selected socket's for "another like this", else the caller's, as `sockscope check` defaults to
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,  # type: ignore[union-attr]
+                                         uid=like.uid if like is not None else os.getuid(), like=like))
 
     def on_blockers_found(self, message: BlockersFound) -> None:
         self.set_blockers(message.blockers, message.text)
+
+    def action_free_port(self) -> None:
+        from .screens import FreePortScreen
+
+        if self.readonly:
+            self.notify("read-only mode (--readonly): destroying sockets and signalling processes is disabled",
+                        severity="warning")
+            return
+        row = self._current_record()
+        if self.views is None or not isinstance(row, SocketRecord):
+            self.notify("select a socket first", severity="warning")
+            return
+        self.push_screen(FreePortScreen(row, self.views.frame.snapshot(), self.netns))
 
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers
@@ -414,6 +435,8 @@ class SockscopeApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for title, what, action in palette_keys():  # the same table as the bindings and help
+            if self.readonly and action == "free_port":
+                continue  # --readonly: nothing that acts on the host
             # call_next: the palette (or a test) calls this synchronously; run_action is a coroutine.
             yield SystemCommand(title, what, partial(self.call_next, self.run_action, action))
 

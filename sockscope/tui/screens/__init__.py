@@ -2,7 +2,8 @@
 
 from .bind_check import BindCheckScreen
 from .details import DetailsScreen
+from .free_port import FreePortScreen
 from .help import HelpScreen
 from .why import WhyScreen
 
-__all__ = ["BindCheckScreen", "DetailsScreen", "HelpScreen", "WhyScreen"]
+__all__ = ["BindCheckScreen", "DetailsScreen", "FreePortScreen", "HelpScreen", "WhyScreen"]

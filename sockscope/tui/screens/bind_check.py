@@ -18,7 +18,7 @@ from sockscope.model import Snapshot
 from ..keys import bindings
 from ..columns import ident
 from ..messages import BlockersFound
-from .predictor import UNAVAILABLE, run_check, verdict_text
+from .predictor import UNAVAILABLE, run_check, text_width, verdict_text
 
 # The V6ONLY select: "default" is None, the namespace's net.ipv6.bindv6only (never "off").
 V6ONLY_CHOICES: dict[str, bool | None] = {"default": None, "on": True, "off": False}
@@ -27,8 +27,12 @@ V6ONLY_CHOICES: dict[str, bool | None] = {"default": None, "on": True, "off": Fa
 class BindCheckScreen(ModalScreen[None]):
     BINDINGS = bindings("bind-check")  # tui/keys.py
 
-    def __init__(self, get_snapshot: Any, proto: str = "tcp", endpoint: str = "", uid: int = 0) -> None:
+    def __init__(self, get_snapshot: Any, proto: str = "tcp", endpoint: str = "", uid: int = 0,
+                 like: Any = None) -> None:
         super().__init__()
+        # The selected socket, if any: the form starts as "another socket like this one"
+        # (its options, device and uid; listen() when it listens).
+        self.like = like
         self.get_snapshot = get_snapshot  # callable: the latest merged Snapshot
         self.proto = proto
         self.endpoint = endpoint
@@ -70,6 +74,16 @@ class BindCheckScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#bind-endpoint", Input).focus()
+        rec = self.like
+        if rec is not None:
+            self.query_one("#bind-reuseaddr", Checkbox).value = rec.reuseaddr is True
+            self.query_one("#bind-reuseport", Checkbox).value = rec.reuseport is True
+            if rec.family == 6 and rec.v6only is not None:
+                self.query_one("#bind-v6only", Select).value = "on" if rec.v6only else "off"
+            self.query_one("#bind-listen", Checkbox).value = rec.proto == "tcp" and rec.state == "LISTEN"
+            self.query_one("#bind-uid", Input).value = str(rec.uid)
+            if rec.device:
+                self.query_one("#bind-device", Input).value = rec.device
 
     def show(self, text: Text | str) -> None:
         self.query_one("#bind-result", Static).update(text)
@@ -114,7 +128,7 @@ class BindCheckScreen(ModalScreen[None]):
             self.show(Text(error or UNAVAILABLE, style="yellow"))
             return
         blockers = frozenset(ident(b.socket) for b in (verdict.blockers or []))
-        text = verdict_text(verdict)
+        text = verdict_text(verdict, width=text_width(self))
         if blockers:
             text.append(f"\n{len(blockers)} blocker(s) marked ! in the panes; x clears the marks.", style="bold")
         for note in self.notes:

@@ -20,7 +20,7 @@ from sockscope.sanitize import host_text
 
 from ..keys import bindings
 from ..procinfo import ProcessDetails, read_process
-from .predictor import default_candidate, run_check, verdict_text
+from .predictor import default_candidate, run_check, run_rehearsals, text_width, verdict_text
 
 
 def _opt(value: bool | None, source: str | None) -> str:
@@ -38,7 +38,8 @@ def group_of(rec: SocketRecord, snapshot: Snapshot) -> list[SocketRecord]:
 
 def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, list[str] | None] | None = None,
              verdict: Any = None, verdict_error: str | None = None, now: float | None = None,
-             procs: dict[int, ProcessDetails | None] | None = None) -> Text:
+             procs: dict[int, ProcessDetails | None] | None = None, rehearsals: Any = None,
+             width: int = 76) -> Text:
     """Every field of `rec` as text (pure; the screen fills cmdlines and the verdict later)."""
     t = Text()
 
@@ -111,11 +112,19 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     head(f"A new bind on {rec.proto} {endpoint(rec.local_addr, rec.local_port, rec.family)} "
          "(no options, uid 0)")
     if verdict is not None:
-        t.append_text(verdict_text(verdict))
+        t.append_text(verdict_text(verdict, width=width))
     elif verdict_error:
         t.append(f"  {verdict_error}\n", style="yellow")
     else:
         t.append("  checking…\n", style="dim")
+    if rehearsals is not None:
+        like, restart = rehearsals
+        if like is not None:
+            head("Another member like this (same options and uid)")
+            t.append_text(verdict_text(like, width=width))
+        if restart is not None:
+            head(f"This process restarted (pid {restart.pid}: exits now, binds its sockets again)")
+            t.append_text(restart_text(restart, width))
     if snapshot is not None:
         when = datetime.datetime.fromtimestamp(snapshot.taken_at).strftime("%H:%M:%S") if now is None else ""
         if when:
@@ -135,6 +144,39 @@ def process_line(p: ProcessDetails) -> str:
     return " · ".join(parts)
 
 
+def restart_text(report: Any, width: int) -> Text:
+    """One line per socket of the restart rehearsal, then the overall verdict."""
+    from .predictor import VERDICT_STYLE
+
+    out = Text()
+    out.append(f" {report.verdict.upper()} ", style=VERDICT_STYLE.get(report.verdict, "bold") + " reverse")
+    words = {"ok": "every socket would bind again", "conflict": "not every socket would bind again",
+             "unknown": "hangs on options that could not be read"}
+    out.append(f"  {words[report.verdict]}\n", style="bold")
+    for item in report.items:
+        r = item.socket
+        where = f"{r.proto} {r.state} {endpoint(r.local_addr, r.local_port, r.family, r.device)}"
+        if item.verdict is None:
+            out.append(f"  = {where}: stays open (another process holds it too)\n", style="dim")
+            continue
+        v = item.verdict
+        line = f"{where}: {v.verdict}" + (f" ({v.errno})" if v.errno else "")
+        if v.when:
+            line += f"; {v.when}"
+        elif v.groups:
+            line += f"; blocked by {v.groups[0].head()}"
+        out.append_text(verdict_line(line, width, v.verdict))
+    return out
+
+
+def verdict_line(line: str, width: int, kind: str) -> Text:
+    import textwrap
+
+    style = {"ok": "green", "conflict": "red", "unknown": "yellow"}.get(kind, "")
+    wrapped = textwrap.wrap(line, max(width, 30), initial_indent="  • ", subsequent_indent="    ") or [line]
+    return Text("\n".join(wrapped) + "\n", style=style)
+
+
 class DetailsScreen(ModalScreen[None]):
     BINDINGS = bindings("details")  # tui/keys.py
 
@@ -146,6 +188,7 @@ class DetailsScreen(ModalScreen[None]):
         self.procs: dict[int, ProcessDetails | None] = {}
         self.verdict: Any = None
         self.verdict_error: str | None = None
+        self.rehearsals: Any = None
         self.fixed_time = fixed_time
 
     def compose(self) -> ComposeResult:
@@ -157,7 +200,8 @@ class DetailsScreen(ModalScreen[None]):
 
     def _text(self) -> Text:
         return describe(self.rec, self.snapshot, self.cmdlines, self.verdict, self.verdict_error,
-                        now=0.0 if self.fixed_time else None, procs=self.procs)
+                        now=0.0 if self.fixed_time else None, procs=self.procs, rehearsals=self.rehearsals,
+                        width=text_width(self))
 
     def on_mount(self) -> None:
         self.fetch_cmdlines()
@@ -193,10 +237,11 @@ class DetailsScreen(ModalScreen[None]):
             verdict, error = None, "predictor unavailable"
         else:
             verdict, error = run_check(self.snapshot, candidate)
-        self.app.call_from_thread(self._got_verdict, verdict, error)
+        rehearsals = run_rehearsals(self.snapshot, self.rec)
+        self.app.call_from_thread(self._got_verdict, verdict, error, rehearsals)
 
-    def _got_verdict(self, verdict: Any, error: str | None) -> None:
-        self.verdict, self.verdict_error = verdict, error
+    def _got_verdict(self, verdict: Any, error: str | None, rehearsals: Any = None) -> None:
+        self.verdict, self.verdict_error, self.rehearsals = verdict, error, rehearsals
         self._update()
 
     def action_why(self) -> None:

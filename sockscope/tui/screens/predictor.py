@@ -32,13 +32,30 @@ def run_check(snapshot: Snapshot, candidate: Any) -> tuple[Any | None, str | Non
         return None, f"predictor failed: {type(exc).__name__}: {exc}"
 
 
+def run_rehearsals(snapshot: Snapshot, rec: SocketRecord) -> tuple[Any, Any] | None:
+    """For a listening or bound socket: (another member like it, its process restarted),
+    each None when it does not apply; None when the predictor is unavailable or failed."""
+    if rec.state not in ("LISTEN", "UNCONN") or not rec.local_port:
+        return None
+    try:
+        from sockscope.predict import check_like, rehearse_restart
+    except ImportError:
+        return None
+    try:
+        like = check_like(snapshot, rec)
+        restart = rehearse_restart(snapshot, rec.pid) if rec.pid is not None else None
+    except Exception:  # noqa: BLE001 - the plain check above already reports failures
+        return None
+    return like, restart
+
+
 def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) -> str:
     try:
-        from sockscope.predict import why
+        from sockscope.predict import why_port
     except ImportError:
         return UNAVAILABLE
     try:
-        report = why(snapshot, proto, port, addr)
+        report = why_port(snapshot, proto, port, addr)
     except Exception as exc:  # noqa: BLE001
         return f"predictor failed: {type(exc).__name__}: {exc}"
     return str(getattr(report, "text", report))
@@ -47,7 +64,20 @@ def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) 
 VERDICT_STYLE = {"ok": "bold green", "conflict": "bold red", "unknown": "bold yellow"}
 
 
-def verdict_text(verdict: Any, with_blockers: bool = True) -> Text:
+def _wrapped(out: Text, text: str, width: int, first: str, rest: str, style: str = "") -> None:
+    """Append `text` wrapped to `width` with a hanging indent (continuation lines under
+    the text, not under the bullet)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, max(width, 30), initial_indent=first, subsequent_indent=rest,
+                          break_on_hyphens=False) or [first.rstrip()]
+    for line in lines:
+        out.append(line + "\n", style=style)
+
+
+def verdict_text(verdict: Any, with_blockers: bool = True, width: int = 76) -> Text:
+    """A verdict for the TUI: blockers as groups (one line per alike group), wrapped with
+    hanging indents. Host strings are sanitized by the predictor's sentences."""
     out = Text()
     kind = getattr(verdict, "verdict", "unknown")
     out.append(f" {str(kind).upper()} ", style=VERDICT_STYLE.get(kind, "bold") + " reverse")
@@ -56,28 +86,39 @@ def verdict_text(verdict: Any, with_blockers: bool = True) -> Text:
     if errno:
         out.append(f"  {errno}" + (f" at {stage}()" if stage else ""), style="bold")
     out.append("\n")
+    when = getattr(verdict, "when", "")
+    if when:
+        _wrapped(out, when[0].upper() + when[1:] + ".", width, "", "", "bold green")
     explanation = getattr(verdict, "explanation", "")
     if explanation:
-        out.append(explanation.rstrip() + "\n")
-    blockers = list(getattr(verdict, "blockers", []) or [])
-    if with_blockers and blockers:
-        out.append("\nBlocked by:\n", style="bold")
-        for b in blockers:
-            s = b.socket
-            where = endpoint(s.local_addr, s.local_port, s.family, s.device)
-            who = f" {s.process}/{s.pid}" if s.pid is not None else ""
-            mark = "" if b.definite else " (maybe)"
-            out.append(f"  ! {s.proto} {s.state} {where}{who}{mark}\n", style="red")
-            if b.reason:
-                out.append(f"    {b.rule}: {b.reason}\n", style="dim")
+        _wrapped(out, explanation.rstrip(), width, "", "")
+    groups = list(getattr(verdict, "groups", []) or [])
+    if with_blockers and groups:
+        out.append("\nBlocked by:\n" if kind == "conflict" else "\nMay be blocked by:\n", style="bold")
+        for g in groups[:20]:
+            mark = "" if g.definite else " (maybe)"
+            _wrapped(out, g.head() + mark, width, "  ! ", "    ", "red")
+            _wrapped(out, f"{g.rule}: {g.reason}", width, "    ", "      ", "dim")
+        if len(groups) > 20:
+            out.append(f"  … and {sum(g.count for g in groups[20:])} more in {len(groups) - 20} groups\n", style="dim")
     suggestions = list(getattr(verdict, "suggestions", []) or [])
     if suggestions:
         out.append("\nSuggestions:\n", style="bold")
         for s in suggestions:
-            out.append(f"  • {s}\n")
+            _wrapped(out, s, width, "  • ", "    ")
     notes = list(getattr(verdict, "notes", []) or [])
     if notes:
         out.append("\nNotes:\n", style="bold")
         for n in notes:
-            out.append(f"  {n}\n", style="dim")
+            _wrapped(out, n, width, "  ", "  ", "dim")
     return out
+
+
+def text_width(screen: Any) -> int:
+    """The width a modal's text gets: 90% of the terminal, at most 110, less borders,
+    padding and the scrollbar."""
+    try:
+        total = int(screen.app.size.width)
+    except Exception:  # noqa: BLE001 - not mounted yet
+        total = 80
+    return max(min(int(total * 0.9), 110) - 6, 30)
