@@ -213,8 +213,8 @@ def _with_bucket(
                 )
             return verdict
         # listen() runs the full check again, and only an SO_REUSEPORT socket skips it there.
-        verdict = "conflict" if definite else "unknown"
-        return _finish(snapshot, cand, me, verdict, "EADDRINUSE" if definite else None, definite, possible, label, notes, stage="listen")
+        kind = "conflict" if definite else "unknown"
+        return _finish(snapshot, cand, me, kind, "EADDRINUSE" if definite else None, definite, possible, label, notes, stage="listen")
     if fast.status == "unknown" and (definite or possible):
         notes.append(f"The kernel's per-port fast path may admit this bind without the check: {fast.reason}")
         return _finish(snapshot, cand, me, "unknown", None, [], definite + possible, label, notes)

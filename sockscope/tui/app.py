@@ -19,7 +19,6 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -391,7 +390,7 @@ class SockscopeApp(App[int]):
             # A listening or bound socket: start from "another socket like this one".
             like = row if row.state in ("LISTEN", "UNCONN") else None
         # uid: the selected socket's for "another like this", else the caller's, as `sockscope check` defaults to
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,  # type: ignore[union-attr]
+        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,
                                          uid=like.uid if like is not None else os.getuid(), like=like))
 
     def on_blockers_found(self, message: BlockersFound) -> None:

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from sockscope.model import HostFacts, Owner, Snapshot, SocketRecord, Timer
-from sockscope.predict import Candidate, check, why
+from sockscope.predict import Candidate, check, why_port as why
 from sockscope.predict.candidate import parse_candidate
 from sockscope.predict.explain import describe
 

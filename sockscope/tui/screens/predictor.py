@@ -6,7 +6,6 @@ from typing import Any
 
 from rich.text import Text
 
-from sockscope.formatting import endpoint
 from sockscope.model import Snapshot, SocketRecord
 
 UNAVAILABLE = "predictor unavailable"
