@@ -84,10 +84,15 @@ def test_details(snap_compare):
         await ready_on_nginx(pilot)
         await pilot.press("enter")
         screen = pilot.app.screen
-        for _ in range(500):  # both workers: the verdict (and rehearsals), the command lines
-            if (screen.verdict is not None or screen.verdict_error) and screen.cmdlines:
+        owners = {o.pid for o in screen.rec.owners}
+        for _ in range(500):
+            # Every worker: the verdict (and rehearsals), the command lines, the owners' process details.
+            if (screen.verdict is not None or screen.verdict_error) and screen.cmdlines and owners <= set(screen.procs):
                 break
             await pilot.pause(0.02)
+        # Let the last worker's repaint and the background footer settle.
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.1)
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(100, 40), run_before=run)

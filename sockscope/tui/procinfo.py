@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+# Imported here, on the UI thread when the details screen's module loads (~20 ms, once),
+# not in the worker: an import in a thread holds the import lock while the UI renders.
+try:
+    import psutil as _psutil
+except ImportError:  # the TUI works without it; details then show no process line
+    _psutil = None
+psutil: Any = _psutil
 
 T = TypeVar("T")
 
@@ -29,9 +37,7 @@ class ProcessDetails:
 def read_process(pid: int, comm: str) -> ProcessDetails | None:
     """The process `pid`, if it still runs the program the collector saw (its comm is
     `comm`); None when it is gone, its pid now names another program, or psutil is missing."""
-    try:
-        import psutil
-    except ImportError:
+    if psutil is None:
         return None
     try:
         p = psutil.Process(pid)
@@ -53,8 +59,6 @@ def read_process(pid: int, comm: str) -> ProcessDetails | None:
 
 def _attempt(read: Callable[[], T]) -> T | None:
     """One attribute; None when the kernel refuses it (AccessDenied) or the process exited."""
-    import psutil
-
     try:
         return read()
     except psutil.Error:

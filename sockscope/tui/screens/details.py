@@ -225,7 +225,9 @@ class DetailsScreen(ModalScreen[None]):
         self.cmdlines.update({pid: p.cmdline if p else None for pid, p in procs.items()})
         for o in self.rec.owners:
             self.cmdlines.setdefault(o.pid, o.cmdline)
-        self._update()
+        # Repaint only when the text changes: a process line to add, or "reading…" to replace.
+        if any(p is not None for p in procs.values()) or any(o.cmdline is None for o in self.rec.owners):
+            self._update()
 
     @work(thread=True, exclusive=False, group="details-check")
     def check_port(self) -> None:
