@@ -8,6 +8,7 @@ import sys
 
 from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope.model import STATE_NAMES, Snapshot, SocketRecord
+from sockscope.sanitize import host_text
 from sockscope.serialize import records_to_json
 
 from . import UsageError
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--port", metavar="PORT", help="only sockets whose LOCAL port is PORT")
     parser.add_argument("--pid", metavar="PID", help="only sockets held by process PID")
     parser.add_argument("-w", "--wide", action="store_true", help="never shorten addresses or owners")
-    add_collection_arguments(parser)
+    add_collection_arguments(parser, all_netns=True)
 
 
 def select(snapshot: Snapshot, port: int | None, pid: int | None) -> list[SocketRecord]:
@@ -123,6 +124,8 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
         for r in records
     ]
     header = ("Net", "State", "Local", "Peer", "Opt", "Owner")
+    if any(r.netns is not None for r in records):
+        return _with_netns_column(records, rows, header, width, wide)
     w_state = max([len(header[1])] + [len(x[1]) for x in rows])
     w_local = max([len(header[2])] + [len(x[2]) for x in rows])
     w_peer = max([len(header[3])] + [len(x[3]) for x in rows])
@@ -148,6 +151,34 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
             owner = _shorten(owner, w_owner)
         out.append(fmt.format(proto, state, local, peer, opts, owner).rstrip())
     return "\n".join(out) + "\n"
+
+
+NETNS_WIDTH = 16  # the Netns column (--all-netns) is shortened to this unless -w
+
+
+def _with_netns_column(records: list[SocketRecord], rows: list[tuple[str, ...]], header: tuple[str, ...],
+                       width: int, wide: bool) -> str:
+    """The table of `--all-netns`: a Netns column first, the rest as render_table lays it out."""
+    names = [host_text(r.netns.name) if r.netns is not None else "" for r in records]
+    w_ns = max([5] + [len(n) for n in names])
+    if not wide:
+        w_ns = min(w_ns, NETNS_WIDTH)
+    plain = render_table([_plain(r) for r in records], max(width - w_ns - 1, 40), wide).splitlines()
+    out = [f"{'Netns':<{w_ns}} {plain[0]}"]
+    for name, line in zip(names, plain[1:]):
+        out.append(f"{_shorten(name, w_ns) if not wide else name:<{w_ns}} {line}")
+    return "\n".join(out) + "\n"
+
+
+def _plain(r: SocketRecord) -> SocketRecord:
+    """The record without its namespace (so render_table lays out the other columns)."""
+    if r.netns is None:
+        return r
+    from copy import copy
+
+    c = copy(r)
+    c.netns = None
+    return c
 
 
 def run(args: argparse.Namespace) -> int:
