@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import UsageError
-from .common import add_collection_arguments
+from .common import add_collection_arguments, resolve_netns
 
 
 def _interval(text: str) -> float:
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=_interval, default=1.0, metavar="SECONDS",
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
     )
-    add_collection_arguments(parser)
+    add_collection_arguments(parser, all_netns=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,21 +31,17 @@ def run(args: argparse.Namespace) -> int:
     # one clear line and exit status 2, never a traceback inside the app.
     from sockscope.collectors.snapshotter import Collector, CollectorError
 
+    if args.all_netns and args.netns is not None:
+        raise UsageError("--netns and --all-netns exclude each other")
+    target, label = resolve_netns(args.netns)
     try:
-        Collector(netns=args.netns, method=args.collector, read_options=False, resolve_owners=False).close()
+        Collector(netns=target, method=args.collector, read_options=False, resolve_owners=False).close()
     except CollectorError as exc:
         raise UsageError(str(exc)) from None
-    if args.netns:
-        from sockscope.collectors import netns as netns_mod
-
-        try:
-            with netns_mod.entered(args.netns):
-                pass
-        except OSError as exc:
-            raise UsageError(exc.strerror or str(exc)) from None
 
     from sockscope.tui import SockscopeApp
 
-    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval)
+    app = SockscopeApp(netns=target, method=args.collector, interval=args.interval,
+                       all_netns=args.all_netns, netns_label=label)
     result = app.run()
     return int(result or 0)

@@ -14,6 +14,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("mouse", "wheel scrolls, click selects, double click opens details"),
         ("enter", "details of the selected socket (on a TIME_WAIT group: show its sockets)"),
         ("w", "why: who holds the selected socket's port, and what would work"),
+        ("n", "network namespaces (--all-netns): each one's sockets and owners; show one or all"),
     )),
     ("View", (
         ("/", "filter: text or ss-like expression (sport = :443, state listen, process nginx...)"),

@@ -3,6 +3,7 @@
 from .bind_check import BindCheckScreen
 from .details import DetailsScreen
 from .help import HelpScreen
+from .namespaces import NamespacesScreen
 from .why import WhyScreen
 
-__all__ = ["BindCheckScreen", "DetailsScreen", "HelpScreen", "WhyScreen"]
+__all__ = ["BindCheckScreen", "DetailsScreen", "HelpScreen", "NamespacesScreen", "WhyScreen"]
