@@ -58,11 +58,12 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
         t = r.timer
         timer_s = "null" if t is None else f'{{"kind":{_dumps(t.kind)},"expires_ms":{t.expires_ms}}}'
         ns = r.netns
-        if ns is None:
-            ns_s = ""  # one namespace: the contract's fields only
-        else:
-            ns_s = netns_cache.get(ns)
-            if ns_s is None:
+        ns_s = ""  # one namespace: the contract's fields only
+        if ns is not None:
+            cached = netns_cache.get(ns)
+            if cached is not None:
+                ns_s = cached
+            else:
                 ns_s = netns_cache[ns] = (
                     f',"netns":{{"inode":{ns.inode},"name":{_dumps(ns.name)},"kind":{_dumps(ns.kind)}}}'
                 )

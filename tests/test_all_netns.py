@@ -258,6 +258,7 @@ def test_recreated_namespace_is_detected_and_reentered(cleanup):
         snap = multi.snapshot()
         assert old not in snap.namespaces and c.netns_inode in snap.namespaces
         assert any("re-created" in e and ns.name in e for e in multi.events)
+        assert snap.limitation and "re-created" in snap.limitation  # announced (the TUI's notice line)
     with Collector(netns=ns.name) as c3:
         ns.delete()  # deleted while watched: an error that says so, not the old data
         with pytest.raises(CollectorError, match="no longer exists"):

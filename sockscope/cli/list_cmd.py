@@ -124,8 +124,15 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
         for r in records
     ]
     header = ("Net", "State", "Local", "Peer", "Opt", "Owner")
-    if any(r.netns is not None for r in records):
-        return _with_netns_column(records, rows, header, width, wide)
+    # `--all-netns`: a Netns column first (namespace names are host text)
+    names = [host_text(r.netns.name) for r in records if r.netns is not None]
+    w_ns = 0
+    if names:
+        names = [host_text(r.netns.name) if r.netns is not None else "" for r in records]
+        w_ns = max([5] + [len(n) for n in names])
+        if not wide:
+            w_ns = min(w_ns, NETNS_WIDTH)
+        width = max(width - w_ns - 1, 40)
     w_state = max([len(header[1])] + [len(x[1]) for x in rows])
     w_local = max([len(header[2])] + [len(x[2]) for x in rows])
     w_peer = max([len(header[3])] + [len(x[3]) for x in rows])
@@ -143,42 +150,19 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
     w_owner = max(width - (4 + w_state + 1 + w_local + 1 + w_peer + 2 + 3 + 2), 8)
     out: list[str] = []
     fmt = f"{{:<3}} {{:<{w_state}}} {{:<{w_local}}} {{:<{w_peer}}}  {{:<3}}  {{}}"
-    out.append(fmt.format(*header).rstrip())
-    for proto, state, local, peer, opts, owner in rows:
+    ns_fmt = f"{{:<{w_ns}}} " if w_ns else ""
+    out.append((ns_fmt.format("Netns") + fmt.format(*header)).rstrip())
+    for i, (proto, state, local, peer, opts, owner) in enumerate(rows):
         if not wide:
             local = _shorten(local, w_local)
             peer = _shorten(peer, w_peer)
             owner = _shorten(owner, w_owner)
-        out.append(fmt.format(proto, state, local, peer, opts, owner).rstrip())
+        prefix = ns_fmt.format(names[i] if wide else _shorten(names[i], w_ns)) if w_ns else ""
+        out.append((prefix + fmt.format(proto, state, local, peer, opts, owner)).rstrip())
     return "\n".join(out) + "\n"
 
 
 NETNS_WIDTH = 16  # the Netns column (--all-netns) is shortened to this unless -w
-
-
-def _with_netns_column(records: list[SocketRecord], rows: list[tuple[str, ...]], header: tuple[str, ...],
-                       width: int, wide: bool) -> str:
-    """The table of `--all-netns`: a Netns column first, the rest as render_table lays it out."""
-    names = [host_text(r.netns.name) if r.netns is not None else "" for r in records]
-    w_ns = max([5] + [len(n) for n in names])
-    if not wide:
-        w_ns = min(w_ns, NETNS_WIDTH)
-    plain = render_table([_plain(r) for r in records], max(width - w_ns - 1, 40), wide).splitlines()
-    out = [f"{'Netns':<{w_ns}} {plain[0]}"]
-    for name, line in zip(names, plain[1:]):
-        out.append(f"{_shorten(name, w_ns) if not wide else name:<{w_ns}} {line}")
-    return "\n".join(out) + "\n"
-
-
-def _plain(r: SocketRecord) -> SocketRecord:
-    """The record without its namespace (so render_table lays out the other columns)."""
-    if r.netns is None:
-        return r
-    from copy import copy
-
-    c = copy(r)
-    c.netns = None
-    return c
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from .containers import RuntimeRoots
 from .namespaces import Discovery, Namespace
 from .options import OptionReader
 from .owners import OwnerIndex
-from .snapshotter import Collector, CollectorError, Method, enrich
+from .snapshotter import NOTICE_SECONDS, Collector, CollectorError, Method, enrich
 
 MAX_EVENTS = 50  # namespace events (appeared, gone, re-created) kept for the TUI header
 
@@ -50,6 +50,7 @@ class MultiCollector:
         self._children: dict[tuple[int, int], tuple[Namespace, Collector]] = {}
         self._names: dict[str, tuple[int, int]] = {}  # `ip netns` name -> the namespace it named
         self.events: list[str] = []  # newest last, bounded
+        self._recent: list[tuple[float, str]] = []  # (monotonic time, event): shown for a while
         self.discover_seconds = 0.0
         self._host = os.stat("/proc/self/ns/net")
 
@@ -72,6 +73,15 @@ class MultiCollector:
     def _event(self, text: str) -> None:
         self.events.append(text)
         del self.events[:-MAX_EVENTS]
+        self._recent.append((time.monotonic(), text))
+
+    def _notices(self) -> str | None:
+        """Recent re-creations (announced in `limitation` for NOTICE_SECONDS); namespaces
+        that merely come and go are not news on a container host."""
+        now = time.monotonic()
+        self._recent = [(t, e) for t, e in self._recent[-MAX_EVENTS:] if now - t < NOTICE_SECONDS]
+        texts = [e for _t, e in self._recent if "re-created" in e]
+        return "; ".join(texts) if texts else None
 
     def _sync(self) -> list[tuple[Namespace, Collector]]:
         """Open collectors for new namespaces, close those of vanished ones."""
@@ -88,8 +98,8 @@ class MultiCollector:
         for ns in spaces:
             entry = self._children.get(ns.key)
             if entry is None:
-                child = self._open(ns)
-                if child is None:
+                opened = self._open(ns)
+                if opened is None:
                     continue
                 for name in ns.names:
                     before = self._names.get(name)
@@ -98,7 +108,7 @@ class MultiCollector:
                             f"namespace {name} was deleted and re-created (inode {before[1]} -> {ns.ino}): "
                             "reading the new one"
                         )
-                entry = self._children[ns.key] = (ns, child)
+                entry = self._children[ns.key] = (ns, opened)
             else:
                 entry = self._children[ns.key] = (ns, entry[1])  # names may have changed
             for name in ns.names:
@@ -163,6 +173,9 @@ class MultiCollector:
                 host_facts = facts
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
         limitation = enrich(records, self._owners, self._options, self.kind, complete)
+        notices = self._notices()
+        if notices:
+            limitation = notices + (f"; {limitation}" if limitation else "")
         return Snapshot(
             sockets=records,
             taken_at=now,

@@ -209,7 +209,7 @@ GROUP = Column("group", "Grp", 3, group_text, lambda r: (r.proto, addr_key(r.loc
 STATE6 = Column("state", "State", 6, STATE.text, STATE.sort)
 LOCAL_BY_PORT = Column("local", "Local", 18, local_text, port_key, flex=3, shorten="middle")
 
-NETNS = Column("netns", "Netns", 8, lambda r, c: host_text(r.netns.name) if r.netns is not None else "",
+NETNS = Column("netns", "Netns", 12, lambda r, c: host_text(r.netns.name) if r.netns is not None else "",
                lambda r: (r.netns.name, r.netns.inode) if r.netns is not None else ("", 0), max_width=20)
 
 LISTENING = (GROUP, NET, STATE6, LOCAL_BY_PORT, OPT, OWNER, USER, BACKLOG, UID, INODE, COOKIE)
