@@ -83,3 +83,18 @@ def test_container_id_from_cgroup_paths():
     assert container_id_from_cgroup(f"12:pids:/machine.slice/libpod-{cid}.scope\n0::/\n") == cid
     assert container_id_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope\n") is None
     assert container_id_from_cgroup(f"0::/x/{cid}0\n") is None  # 65 hex digits: not an id
+
+
+def test_nsfs_mounts_from_mountinfo(tmp_path):
+    from sockscope.collectors.namespaces import nsfs_mounts
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+        "601 25 0:4 net:[4026532288] /run/netns/web rw - nsfs nsfs rw\n"
+        "602 25 0:4 net:[4026532290] /tmp/with\\040space rw - nsfs nsfs rw\n"
+        "603 25 0:4 mnt:[4026532291] /tmp/mntns rw - nsfs nsfs rw\n"
+        "garbage line\n"
+    )
+    assert nsfs_mounts(str(info)) == ["/run/netns/web", "/tmp/with space"]
+    assert nsfs_mounts(str(tmp_path / "missing")) == []
