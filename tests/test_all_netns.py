@@ -226,7 +226,7 @@ def test_check_netns_pid_agrees_with_a_real_bind(unshared, cleanup):
     ("../etc", "no network namespace"),
 ])
 def test_bad_netns_specs_are_one_line_and_status_2(spec, message):
-    for cmd in (["list"], ["check", "tcp", "127.0.0.1:1"], ["why", "80"]):
+    for cmd in (["list"], ["check", "tcp", "127.0.0.1:1"], ["why", "80"], ["tui"]):
         r = cli(*cmd, "--netns", spec)
         assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, (cmd, r.stderr)
     r = cli("list", "--all-netns", "--netns", "host")

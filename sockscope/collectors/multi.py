@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 
 from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
+from sockscope.sanitize import host_text
 
 from .containers import RuntimeRoots
 from .namespaces import Discovery, Namespace
@@ -49,7 +50,7 @@ class MultiCollector:
         self._options = OptionReader() if read_options else None
         self._children: dict[tuple[int, int], tuple[Namespace, Collector]] = {}
         self._names: dict[str, tuple[int, int]] = {}  # `ip netns` name -> the namespace it named
-        self.events: list[str] = []  # newest last, bounded
+        self.events: list[str] = []  # newest last, bounded; names already made safe to print
         self._recent: list[tuple[float, str]] = []  # (monotonic time, event): shown for a while
         self.discover_seconds = 0.0
         self._host = os.stat("/proc/self/ns/net")
@@ -93,7 +94,7 @@ class MultiCollector:
         for key in [k for k in self._children if k not in seen]:
             ns, child = self._children.pop(key)
             child.close()  # our sock_diag socket must not keep a dead namespace alive
-            self._event(f"namespace {ns.ref.name} is gone")
+            self._event(f"namespace {host_text(ns.ref.name)} is gone")
         live: list[tuple[Namespace, Collector]] = []
         for ns in spaces:
             entry = self._children.get(ns.key)
@@ -105,7 +106,7 @@ class MultiCollector:
                     before = self._names.get(name)
                     if before is not None and before != ns.key:
                         self._event(
-                            f"namespace {name} was deleted and re-created (inode {before[1]} -> {ns.ino}): "
+                            f"namespace {host_text(name)} was deleted and re-created (inode {before[1]} -> {ns.ino}): "
                             "reading the new one"
                         )
                 entry = self._children[ns.key] = (ns, opened)
@@ -158,7 +159,7 @@ class MultiCollector:
                 # Vanished between discovery and the dump: dropped without an error.
                 self._children.pop(ns.key, None)
                 child.close()
-                self._event(f"namespace {ns.ref.name} is gone")
+                self._event(f"namespace {host_text(ns.ref.name)} is gone")
                 continue
             ref = ns.ref
             busy: frozenset[tuple[str, int]] | None = None
