@@ -335,3 +335,38 @@ def test_container_names_from_cgroup_and_runtime_state(runtime, unshared, cleanu
     cleanup.remove(remove_cgroup)
     plain = {n.ino: n for n in Discovery(roots=roots).discover()}[unshared.ino]
     assert (plain.ref.kind, plain.ref.name) == ("process", f"sleep/{unshared.pid}")
+
+
+def test_restarted_container_is_announced(cleanup, tmp_path):
+    """A container restarted gets a new network namespace under the same name."""
+    cid = os.urandom(32).hex()
+    roots, cg, name = _state(str(tmp_path), "docker", cid)
+    root = _cgroup_root()
+    path = os.path.join(root, cg)
+    os.makedirs(path)
+    first = Unshared()
+    cleanup.append(first.stop)
+    second: list[Unshared] = []
+
+    def remove_cgroup() -> None:
+        for u in [first, *second]:
+            u.stop()
+        for dirpath, _dirs, _files in sorted(os.walk(os.path.join(root, cg.split("/")[0])), key=lambda t: -len(t[0])):
+            os.rmdir(dirpath)
+
+    cleanup.append(remove_cgroup)
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(first.pid))
+    with MultiCollector(roots=roots) as multi:
+        snap = multi.snapshot()
+        assert snap.namespaces[first.ino].ref.name == name
+        first.stop()
+        again = Unshared()
+        second.append(again)
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(again.pid))
+        snap = multi.snapshot()
+        assert first.ino not in snap.namespaces and snap.namespaces[again.ino].ref.name == name
+        assert any(e.startswith(f"container {name}: its network namespace was deleted and re-created")
+                   for e in multi.events)
+        assert "re-created" in (snap.limitation or "")

@@ -49,7 +49,9 @@ class MultiCollector:
         self._owners = OwnerIndex() if resolve_owners else None
         self._options = OptionReader() if read_options else None
         self._children: dict[tuple[int, int], tuple[Namespace, Collector]] = {}
-        self._names: dict[str, tuple[int, int]] = {}  # `ip netns` name -> the namespace it named
+        # (kind, name) -> the namespace it named, for `ip netns` names and containers: the
+        # same name on a new namespace means it was deleted and re-created (or restarted)
+        self._names: dict[tuple[str, str], tuple[int, int]] = {}
         self.events: list[str] = []  # newest last, bounded; names already made safe to print
         self._recent: list[tuple[float, str]] = []  # (monotonic time, event): shown for a while
         self.discover_seconds = 0.0
@@ -102,23 +104,31 @@ class MultiCollector:
                 opened = self._open(ns)
                 if opened is None:
                     continue
-                for name in ns.names:
-                    before = self._names.get(name)
+                for kind, name in self._named_as(ns):
+                    before = self._names.get((kind, name))
                     if before is not None and before != ns.key:
+                        what = "namespace" if kind == "netns" else "container"
                         self._event(
-                            f"namespace {host_text(name)} was deleted and re-created (inode {before[1]} -> {ns.ino}): "
-                            "reading the new one"
+                            f"{what} {host_text(name)}: its network namespace was deleted and re-created "
+                            f"(inode {before[1]} -> {ns.ino}): reading the new one"
                         )
                 entry = self._children[ns.key] = (ns, opened)
             else:
                 entry = self._children[ns.key] = (ns, entry[1])  # names may have changed
-            for name in ns.names:
-                self._names[name] = ns.key
+            for kind_name in self._named_as(ns):
+                self._names[kind_name] = ns.key
             live.append(entry)
         if len(self._names) > 4 * len(self._children) + 64:
             self._names = {k: v for k, v in self._names.items() if v in self._children}
         self.discover_seconds = time.monotonic() - started
         return live
+
+    @staticmethod
+    def _named_as(ns: Namespace) -> list[tuple[str, str]]:
+        names = [("netns", n) for n in ns.names]
+        if ns.container is not None:
+            names.append(("container", ns.container.name))
+        return names
 
     def _open(self, ns: Namespace) -> Collector | None:
         own = (ns.dev, ns.ino) == (self._host.st_dev, self._host.st_ino)
