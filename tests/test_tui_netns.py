@@ -19,7 +19,7 @@ from sockscope.filter import compile_filter
 from sockscope.model import NetnsRef, SocketRecord
 from sockscope.tui import SockscopeApp
 from sockscope.tui.columns import ident
-from sockscope.tui.netns_summary import summarize
+from sockscope.tui.netns_summary import link_lines, summarize
 from sockscope.tui.screens import NamespacesScreen
 
 pytestmark = pytest.mark.root
@@ -168,6 +168,8 @@ def test_docker_proxy_mapping_linked_to_the_container_listener(netns, holders, t
         assert m.host.owners[0].pid == proxy.pid
         row = next(r for r in summarize(snap) if r.ref.inode == ns_ino)
         assert row.published == [f"tcp :{PORT + 7}->:80"]
+        assert link_lines(snap, m.host) == [f"forwards to {netns.name}: tcp 0.0.0.0:80"]
+        assert link_lines(snap, m.target) == [f"published on the host as tcp 127.0.0.1:{PORT + 7} by docker-proxy"]
     finally:
         proxy.kill()
         proxy.wait(timeout=10)

@@ -395,7 +395,14 @@ class SockscopeApp(App[int]):
             self.set_filter(row.filter_text)
             self.table().focus()
             return
-        self.push_screen(DetailsScreen(row, self.snapshot_for(row), fixed_time=self.fixed_time))
+        self.push_screen(DetailsScreen(row, self.snapshot_for(row), fixed_time=self.fixed_time,
+                                       links=self._port_links(row)))
+
+    def _port_links(self, row: SocketRecord) -> list[str]:
+        from .netns_summary import link_lines
+
+        snap = self.snapshot()
+        return link_lines(snap, row) if snap is not None else []
 
     def action_why(self) -> None:
         from .screens import WhyScreen

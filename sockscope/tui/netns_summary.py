@@ -7,7 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sockscope.collectors.portmap import port_mappings
-from sockscope.model import NetnsRef, Snapshot
+from sockscope.formatting import endpoint
+from sockscope.model import NetnsRef, Snapshot, SocketRecord
+from sockscope.sanitize import host_text
 
 TOP_OWNERS = 3
 
@@ -59,3 +61,19 @@ def summarize(snapshot: Snapshot) -> list[NetnsRow]:
                 f"{m.proto} :{m.host.local_port}->:{m.container_port}" + ("" if m.target else " (no listener)")
             )
     return list(rows.values())
+
+
+def link_lines(snapshot: Snapshot, rec: SocketRecord) -> list[str]:
+    """Port mappings through `rec`, for its details: a proxy's host listener says where it
+    forwards, the listener it reaches says where it is published."""
+    out = []
+    for m in port_mappings(snapshot):
+        if m.host is rec:
+            where = host_text(m.netns.name) if m.netns is not None else f"no namespace has {m.container_ip}"
+            reach = (endpoint(m.target.local_addr, m.target.local_port, m.target.family) if m.target
+                     else f"{m.container_ip}:{m.container_port}, where nothing listens")
+            out.append(f"forwards to {where}: {m.proto} {reach}")
+        elif m.target is rec:
+            host = endpoint(m.host.local_addr, m.host.local_port, m.host.family)
+            out.append(f"published on the host as {m.proto} {host} by {host_text(m.host.process or '?')}")
+    return out
