@@ -263,6 +263,9 @@ def test_recreated_namespace_is_detected_and_reentered(cleanup):
         ns.delete()  # deleted while watched: an error that says so, not the old data
         with pytest.raises(CollectorError, match="no longer exists"):
             c3.snapshot()
+        assert c3._ns_fd is None and c3._sockdiag is None  # nothing of ours keeps it alive
+        ns.__enter__()  # the name comes back: read again, and said so
+        assert c3.snapshot().limitation and c3.netns_inode == os.stat(ns.path).st_ino
 
 
 # ---------------------------------------------------------------- containers

@@ -97,11 +97,14 @@ class Collector:
             path = netns_mod.netns_path(self.netns)
             now_ino = os.stat(path).st_ino
         except FileNotFoundError:
+            # Let it go: our descriptor and sock_diag socket would keep the dead namespace
+            # (and its interfaces) alive. If the name comes back, the next call re-enters.
+            self.close()
             raise CollectorError(f"network namespace {self.netns!r} no longer exists") from None
         except (OSError, ValueError) as exc:
             raise CollectorError(f"cannot open network namespace {self.netns!r}: {exc}") from None
-        if now_ino == self.netns_inode:
-            return
+        if now_ino == self.netns_inode and self._ns_fd is not None:
+            return  # (while we hold it, its inode number cannot go to another namespace)
         old = self.netns_inode
         self.close()
         self._facts = None
