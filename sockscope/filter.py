@@ -24,6 +24,7 @@ Two modes, chosen from the tokens:
                | "proto" [EQ] ("tcp" | "udp") | "tcp" | "udp"
                | ("process" | "user") [EQ] NAME       case-insensitive substring of any owner's
                | "dev" [EQ] NAME                      exact bound-device name
+               | "netns" [EQ] NAME                    network namespace: its name, or its inode
                | WORD | "quoted text"                 a plain-text search term
       CMP     := EQ | ">" | "<" | ">=" | "<=" | "gt" | "lt" | "ge" | "le"    (default "=")
       EQ      := "=" | "==" | "eq" | "!=" | "ne"                              ("!=" negates)
@@ -166,6 +167,8 @@ def _haystack(r: SocketRecord) -> str:
     if r.device:
         parts.append(r.device)
         parts.append(endpoint(la, lp, r.family, r.device))  # "[::1]%lo:53", as list shows it
+    if r.netns is not None:
+        parts.append(r.netns.name)
     for o in r.owners:
         parts.append(o.process)
         parts.append(str(o.pid))
@@ -413,7 +416,8 @@ _CMP_OPS = {
     "<=": "le", "le": "le",
 }  # fmt: skip
 _TERM_KEYWORDS = frozenset(
-    {"sport", "dport", "src", "dst", "state", "exclude", "uid", "pid", "proto", "tcp", "udp", "process", "user", "dev"}
+    {"sport", "dport", "src", "dst", "state", "exclude", "uid", "pid", "proto", "tcp", "udp", "process", "user", "dev",
+     "netns"}
 )
 _START_KEYWORDS = _TERM_KEYWORDS | {"not"}
 _MAX_DEPTH = 100  # parenthesis nesting; keeps recursion far below Python's limit
@@ -683,6 +687,18 @@ class _Parser:
         if negate:
             return lambda r: get(r) != name
         return lambda r: get(r) == name
+
+
+    def term_netns(self, kw: _Tok) -> Predicate:
+        op, negate = self.eq_op(kw, names=True)
+        name = self.argument("a network namespace name", kw, op).text
+        inode = int(name) if name.isascii() and name.isdigit() else None
+
+        def in_netns(r: SocketRecord) -> bool:
+            ns = r.netns
+            return ns is not None and (ns.name == name or ns.inode == inode)
+
+        return _negate(in_netns) if negate else in_netns
 
 
 def _proto_term(proto: str) -> Predicate:

@@ -213,6 +213,7 @@ class SocketRecord:
             "recv_q": self.recv_q,
             "send_q": self.send_q,
             "timer": self.timer.to_json() if self.timer else None,
+            **({"netns": self.netns.to_json()} if self.netns is not None else {}),
         }
 
 
@@ -266,6 +267,18 @@ class HostFacts:
 
 
 @dataclass(slots=True)
+class NetnsView:
+    """One namespace of a multi-namespace snapshot: who it is and its own host facts
+    (the predictor must check a bind against the facts of the namespace it happens in)."""
+
+    ref: NetnsRef
+    facts: HostFacts
+    collector: str = "sockdiag"
+    busy_ports: frozenset[tuple[str, int]] | None = None  # as Snapshot.busy_ports, for this one
+    tcp_buckets: dict[int, list[BindBucket]] | None = None  # as Snapshot.tcp_buckets, for this one
+
+
+@dataclass(slots=True)
 class Snapshot:
     """Every TCP/UDP socket of one network namespace at one moment, with its host facts."""
 
@@ -281,6 +294,9 @@ class Snapshot:
     busy_ports: frozenset[tuple[str, int]] | None = None
     # TCP bind buckets by local port, when a BPF iterator could read them; None = not read.
     tcp_buckets: dict[int, list[BindBucket]] | None = None
+    # Several namespaces at once (`--all-netns`): inode -> that namespace, in display order;
+    # each record's `netns` says where it lives. None: one namespace (`facts` is its own).
+    namespaces: dict[int, NetnsView] | None = None
     _by_port: dict[tuple[str, int], list[SocketRecord]] | None = field(default=None, repr=False)
 
     def on_port(self, proto: str, port: int) -> list[SocketRecord]:
@@ -291,6 +307,25 @@ class Snapshot:
                 index.setdefault((rec.proto, rec.local_port), []).append(rec)
             self._by_port = index
         return self._by_port.get((proto, port), [])
+
+    def for_netns(self, inode: int) -> "Snapshot":
+        """One namespace of a multi-namespace snapshot, with its own facts (for the
+        predictor). A single-namespace snapshot returns itself."""
+        if self.namespaces is None:
+            return self
+        view = self.namespaces.get(inode)
+        if view is None:
+            raise KeyError(inode)
+        return Snapshot(
+            sockets=[r for r in self.sockets if r.netns is not None and r.netns.inode == inode],
+            taken_at=self.taken_at,
+            netns=view.ref.name,
+            facts=view.facts,
+            collector=view.collector,
+            limitation=self.limitation,
+            busy_ports=view.busy_ports,
+            tcp_buckets=view.tcp_buckets,
+        )
 
     def select(self, proto: str | None = None, states: Iterable[str] | None = None) -> list[SocketRecord]:
         wanted = set(states) if states is not None else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sockscope.model import Owner, SocketRecord
+from sockscope.model import NetnsRef, Owner, SocketRecord
 
 _dumps = json.dumps
 
@@ -33,6 +33,7 @@ def _owners(owners: list[Owner], cache: dict[tuple[int, int, str, str | None], s
 def records_to_json(records: Iterable[SocketRecord]) -> str:
     esc: dict[str, str] = {}
     owner_cache: dict[tuple[int, int, str, str | None], str] = {}
+    netns_cache: dict[NetnsRef, str] = {}
     out = []
     for r in records:
         # Addresses, states and protocol names are plain ASCII without quotes or
@@ -57,6 +58,16 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
             dev_s = cached
         t = r.timer
         timer_s = "null" if t is None else f'{{"kind":{_dumps(t.kind)},"expires_ms":{t.expires_ms}}}'
+        ns = r.netns
+        ns_s = ""  # one namespace: the contract's fields only
+        if ns is not None:
+            cached = netns_cache.get(ns)
+            if cached is not None:
+                ns_s = cached
+            else:
+                ns_s = netns_cache[ns] = (
+                    f',"netns":{{"inode":{ns.inode},"name":{_dumps(ns.name)},"kind":{_dumps(ns.kind)}}}'
+                )
         out.append(
             f'{{"proto":"{r.proto}","family":{r.family},"state":"{r.state}",'
             f'"local_addr":"{r.local_addr}","local_port":{r.local_port},'
@@ -65,6 +76,6 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
             f'"v6only":{_b(r.v6only) if r.family == 6 else "null"},'
             f'"reuseaddr":{_b(r.reuseaddr)},"reuseport":{_b(r.reuseport)},'
             f'"pid":{pid_s},"process":{proc_s},"owners":{owners_s},'
-            f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s}}}'
+            f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s}{ns_s}}}'
         )
     return "[" + ",".join(out) + "]"

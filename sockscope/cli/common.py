@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+NETNS_HELP = (
+    "read another network namespace: an `ip netns` name, pid:PID (the namespace of that "
+    "process), a container name or id (a unique prefix), or a path to a namespace file"
+)
 
 
-def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--netns", metavar="NAME", help="watch the named network namespace (/run/netns/NAME)")
+def add_collection_arguments(parser: argparse.ArgumentParser, all_netns: bool = False) -> None:
+    parser.add_argument("--netns", metavar="NAME", help=NETNS_HELP)
+    if all_netns:
+        parser.add_argument(
+            "--all-netns", action="store_true",
+            help="every network namespace of the host (containers, `ip netns`, unshared processes)",
+        )
     parser.add_argument(
         "--collector",
         choices=("auto", "sockdiag", "procfs"),
@@ -20,13 +31,51 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_netns(spec: str | None) -> tuple[str | None, str | None]:
+    """(what Collector opens, the name to show) for a --netns SPEC; UsageError if it names
+    no namespace. An `ip netns` name or a path is used as it is (no discovery needed);
+    pid:PID and container names go through discovery."""
+    from sockscope.cli import UsageError
+    from sockscope.collectors import netns as netns_mod
+    from sockscope.collectors.namespaces import Discovery, NamespaceError
+
+    if spec is None:
+        return None, None
+    if spec.startswith("/"):
+        return spec, spec
+    if spec and "/" not in spec and spec not in (".", "..") and not spec.startswith("pid:"):
+        try:
+            if os.path.exists(netns_mod.netns_path(spec)):
+                return spec, spec
+        except ValueError:
+            pass
+    try:
+        ns = Discovery().resolve(spec)
+    except NamespaceError as exc:
+        raise UsageError(str(exc)) from None
+    if ns.names:
+        return ns.names[0], ns.ref.name
+    return ns.path, ns.ref.name
+
+
 def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp"), port: int | None = None):
     """One snapshot for a one-shot command; collector failures become usage errors."""
     from sockscope.cli import UsageError
     from sockscope.collectors.snapshotter import Collector, CollectorError
 
+    if getattr(args, "all_netns", False):
+        if args.netns is not None:
+            raise UsageError("--netns and --all-netns exclude each other")
+        from sockscope.collectors.multi import MultiCollector
+
+        with MultiCollector(method=args.collector) as multi:
+            return multi.snapshot(states=states, protos=protos, port=port)
+    target, label = resolve_netns(args.netns)
     try:
-        with Collector(netns=args.netns, method=args.collector, use_bpf=not getattr(args, "no_bpf", False)) as collector:
-            return collector.snapshot(states=states, protos=protos, port=port)
+        with Collector(netns=target, method=args.collector, use_bpf=not getattr(args, "no_bpf", False)) as collector:
+            snap = collector.snapshot(states=states, protos=protos, port=port)
     except CollectorError as exc:
         raise UsageError(str(exc)) from None
+    if label is not None:
+        snap.netns = label
+    return snap

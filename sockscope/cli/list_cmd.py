@@ -9,6 +9,7 @@ import sys
 from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope import states, userinput
 from sockscope.model import Snapshot, SocketRecord
+from sockscope.sanitize import host_text
 from sockscope.serialize import records_to_json
 
 from . import UsageError
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--port", metavar="PORT", help="only sockets whose LOCAL port is PORT")
     parser.add_argument("--pid", metavar="PID", help="only sockets held by process PID")
     parser.add_argument("-w", "--wide", action="store_true", help="never shorten addresses or owners")
-    add_collection_arguments(parser)
+    add_collection_arguments(parser, all_netns=True)
 
 
 def select(snapshot: Snapshot, port: int | None, pid: int | None) -> list[SocketRecord]:
@@ -90,6 +91,15 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
         for r in records
     ]
     header = ("Net", "State", "Local", "Peer", "Opt", "Owner")
+    # `--all-netns`: a Netns column first (namespace names are host text)
+    names = [host_text(r.netns.name) for r in records if r.netns is not None]
+    w_ns = 0
+    if names:
+        names = [host_text(r.netns.name) if r.netns is not None else "" for r in records]
+        w_ns = max([5] + [len(n) for n in names])
+        if not wide:
+            w_ns = min(w_ns, NETNS_WIDTH)
+        width = max(width - w_ns - 1, 40)
     w_state = max([len(header[1])] + [len(x[1]) for x in rows])
     w_local = max([len(header[2])] + [len(x[2]) for x in rows])
     w_peer = max([len(header[3])] + [len(x[3]) for x in rows])
@@ -107,14 +117,19 @@ def render_table(records: list[SocketRecord], width: int, wide: bool) -> str:
     w_owner = max(width - (4 + w_state + 1 + w_local + 1 + w_peer + 2 + 3 + 2), 8)
     out: list[str] = []
     fmt = f"{{:<3}} {{:<{w_state}}} {{:<{w_local}}} {{:<{w_peer}}}  {{:<3}}  {{}}"
-    out.append(fmt.format(*header).rstrip())
-    for proto, state, local, peer, opts, owner in rows:
+    ns_fmt = f"{{:<{w_ns}}} " if w_ns else ""
+    out.append((ns_fmt.format("Netns") + fmt.format(*header)).rstrip())
+    for i, (proto, state, local, peer, opts, owner) in enumerate(rows):
         if not wide:
             local = _shorten(local, w_local)
             peer = _shorten(peer, w_peer)
             owner = _shorten(owner, w_owner)
-        out.append(fmt.format(proto, state, local, peer, opts, owner).rstrip())
+        prefix = ns_fmt.format(names[i] if wide else _shorten(names[i], w_ns)) if w_ns else ""
+        out.append((prefix + fmt.format(proto, state, local, peer, opts, owner)).rstrip())
     return "\n".join(out) + "\n"
+
+
+NETNS_WIDTH = 16  # the Netns column (--all-netns) is shortened to this unless -w
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import re
 
 from . import UsageError
-from .common import add_collection_arguments
+from .common import add_collection_arguments, resolve_netns
 from .kill_cmd import add_readonly_argument, readonly
 
 
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
     )
     add_readonly_argument(parser)
-    add_collection_arguments(parser)
+    add_collection_arguments(parser, all_netns=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,21 +36,17 @@ def run(args: argparse.Namespace) -> int:
     # one clear line and exit status 2, never a traceback inside the app.
     from sockscope.collectors.snapshotter import Collector, CollectorError
 
+    if args.all_netns and args.netns is not None:
+        raise UsageError("--netns and --all-netns exclude each other")
+    target, label = resolve_netns(args.netns)
     try:
-        Collector(netns=args.netns, method=args.collector, read_options=False, resolve_owners=False).close()
+        Collector(netns=target, method=args.collector, read_options=False, resolve_owners=False).close()
     except CollectorError as exc:
         raise UsageError(str(exc)) from None
-    if args.netns:
-        from sockscope.collectors import netns as netns_mod
-
-        try:
-            with netns_mod.entered(args.netns):
-                pass
-        except OSError as exc:
-            raise UsageError(exc.strerror or str(exc)) from None
 
     from sockscope.tui import SockscopeApp
 
-    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval, readonly=readonly(args))
+    app = SockscopeApp(netns=target, method=args.collector, interval=args.interval, readonly=readonly(args),
+                       all_netns=args.all_netns, netns_label=label)
     result = app.run()
     return int(result or 0)

@@ -13,6 +13,11 @@ Modules (one job each):
   hostfacts.py   sysctls, interfaces and local addresses of the namespace
   netns.py       entering a named network namespace for the calling thread
   snapshotter.py `Collector`: ties the above together; keeps caches for warm refreshes
+  namespaces.py  every network namespace of the host (/proc/*/ns/net, /run/netns, nsfs
+                 mounts), identified by inode and named (ip netns, container, process)
+  containers.py  container names: cgroup path -> Docker, containerd/CRI, Podman state on disk
+  multi.py       `MultiCollector`: every namespace in one Snapshot (records carry `netns`)
+  portmap.py     docker-proxy style port mappings linked to the listener they forward to
 
 Public interface used by the CLI, the predictor's tests and the TUI:
 
@@ -20,4 +25,9 @@ Public interface used by the CLI, the predictor's tests and the TUI:
     with Collector(netns="NAME" or None, method="auto"|"sockdiag"|"procfs") as c:
         snap = c.snapshot()                       # every state
         snap = c.snapshot(states={"LISTEN", "UNCONN"})  # cheap: listeners only
+
+    from sockscope.collectors.multi import MultiCollector
+    with MultiCollector() as m:                   # every namespace of the host
+        snap = m.snapshot()                       # records carry .netns; snap.namespaces
+        one = snap.for_netns(inode)               # one namespace, with its own facts
 """

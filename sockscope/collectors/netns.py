@@ -67,6 +67,26 @@ def entered(name: str | None) -> Iterator[None]:
         os.close(home)
 
 
+@contextmanager
+def entered_fd(fd: int | None, what: str = "") -> Iterator[None]:
+    """Run the body with the calling thread in the namespace open at `fd` (None: stay).
+
+    Entering by descriptor, not by name, is what makes a namespace's identity its inode:
+    a name deleted and re-created meanwhile cannot switch the thread to another one."""
+    if fd is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd, what or f"fd {fd}")
+        try:
+            yield
+        finally:
+            _setns(home, "(returning home)")
+    finally:
+        os.close(home)
+
+
 def namespace_id(name: str | None) -> int:
     """The inode of a namespace: equal inodes mean the same namespace."""
     if name is None:

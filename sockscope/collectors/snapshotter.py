@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Literal
 
-from sockscope.model import HostFacts, Snapshot, SocketRecord
+from sockscope.model import BindBucket, HostFacts, Snapshot, SocketRecord
 
 from . import netns as netns_mod
 from .bpf import kernel_options
@@ -25,6 +25,7 @@ from .sockdiag import SockDiag
 
 Method = Literal["auto", "sockdiag", "procfs"]
 FACTS_TTL = 5.0
+NOTICE_SECONDS = 60.0  # how long a "namespace re-created" notice stays in `limitation`
 
 
 class CollectorError(Exception):
@@ -39,7 +40,14 @@ class Collector:
         read_options: bool = True,
         resolve_owners: bool = True,
         use_bpf: bool = True,
+        follow_name: bool = True,
     ) -> None:
+        """`netns`: an `ip netns` name or a path to a namespace file (None: our own).
+        The namespace is opened once and always entered by that descriptor, so its
+        identity is its inode. With `follow_name`, each snapshot checks that the name
+        still leads to it: a deleted name is an error, a re-created one is re-entered and
+        announced in `limitation` (and `notice`). MultiCollector passes False: it follows
+        namespaces by discovery instead."""
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
         self.netns = netns
@@ -57,22 +65,67 @@ class Collector:
             # Owners from the BPF task-file iterator; the /proc/*/fd scan when unavailable.
             self._task_files = TaskFileOwners()
             self._owners.fd_source = self._task_files
+        self.last_kernel: dict | None = None  # what the BPF iterators read in the last collect_raw()
         self._facts: HostFacts | None = None
         self._facts_at = 0.0
         self.fallback_reason: str | None = None
+        self.follow_name = follow_name
+        self._ns_fd: int | None = None
+        self.netns_inode: int | None = None  # the inode of the namespace read (None: our own)
+        self.notice: str | None = None
+        self._notice_until = 0.0
+        self._open_namespace()
+
+    def _open_namespace(self) -> None:
         try:
-            with netns_mod.entered(netns):
-                if method in ("auto", "sockdiag"):
+            if self.netns is not None:
+                fd = netns_mod.open_netns(self.netns)
+                self._ns_fd = fd
+                self.netns_inode = os.fstat(fd).st_ino
+            with netns_mod.entered_fd(self._ns_fd, repr(self.netns)):
+                if self.method in ("auto", "sockdiag"):
                     try:
                         self._sockdiag = SockDiag()
                     except OSError as exc:
-                        if method == "sockdiag":
+                        if self.method == "sockdiag":
                             raise CollectorError(f"sock_diag is not available: {exc.strerror or exc}") from None
                         self.fallback_reason = f"sock_diag unavailable ({exc.strerror or exc}); reading /proc/net"
         except (OSError, ValueError) as exc:
+            self.close()
             if isinstance(exc, CollectorError):
                 raise
             raise CollectorError(str(exc.args[-1]) if isinstance(exc, OSError) and exc.args else str(exc)) from None
+        except CollectorError:
+            self.close()
+            raise
+
+    def _check_identity(self) -> None:
+        """The name must still lead to the namespace we hold: a namespace deleted and
+        re-created under the same name is a new one, with new sockets, interfaces and
+        sysctls, and reading the old one's sockets with the new one's facts would be wrong."""
+        if self.netns is None or not self.follow_name:
+            return
+        try:
+            path = netns_mod.netns_path(self.netns)
+            now_ino = os.stat(path).st_ino
+        except FileNotFoundError:
+            # Let it go: our descriptor and sock_diag socket would keep the dead namespace
+            # (and its interfaces) alive. If the name comes back, the next call re-enters.
+            self.close()
+            raise CollectorError(f"network namespace {self.netns!r} no longer exists") from None
+        except (OSError, ValueError) as exc:
+            raise CollectorError(f"cannot open network namespace {self.netns!r}: {exc}") from None
+        if now_ino == self.netns_inode and self._ns_fd is not None:
+            return  # (while we hold it, its inode number cannot go to another namespace)
+        old = self.netns_inode
+        self.close()
+        self._facts = None
+        self._open_namespace()
+        self.notice = (
+            f"network namespace {self.netns!r} was deleted and re-created (inode {old} -> "
+            f"{self.netns_inode}): now reading the new one"
+        )
+        self._notice_until = time.monotonic() + NOTICE_SECONDS
 
     def __enter__(self) -> "Collector":
         return self
@@ -88,6 +141,9 @@ class Collector:
         if self._sockdiag is not None:
             self._sockdiag.close()
             self._sockdiag = None
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
 
     @property
     def kind(self) -> str:
@@ -116,24 +172,17 @@ class Collector:
         their options read at once rather than at the next refresh."""
         protos = tuple(protos)
         now = time.time()
-        try:
-            with netns_mod.entered(self.netns):
-                facts = self._host_facts(time.monotonic())
-                records = self._collect(protos, states, facts)
-                # After the dump: every socket it holds that is still alive is in the
-                # iterator, which reads the namespace this thread is in.
-                kernel = (self._kernel.read(protos, records if states is None and not fresh else None)
-                          if self._kernel is not None and self.kind == "sockdiag" else None)
-        except FileNotFoundError as exc:
-            raise CollectorError(exc.strerror or str(exc)) from None
+        records, facts = self.collect_raw(protos, states, fresh=fresh)
         busy: frozenset[tuple[str, int]] | None = None
         if port is not None:
             busy = frozenset((r.proto, r.local_port) for r in records)
             records = [r for r in records if r.local_port == port]
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
-        limitation = self._enrich(records, facts, complete=complete, kernel=kernel, fresh=fresh)
+        limitation = self._enrich(records, facts, complete=complete, fresh=fresh)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
+        if self.notice and time.monotonic() < self._notice_until:
+            limitation = self.notice + (f"; {limitation}" if limitation else "")
         return Snapshot(
             sockets=records,
             taken_at=now,
@@ -142,8 +191,34 @@ class Collector:
             collector=self.kind,
             limitation=limitation,
             busy_ports=busy,
-            tcp_buckets=kernel_options.buckets_by_port(kernel, port) if kernel else None,
+            tcp_buckets=self.buckets(port),
         )
+
+    def collect_raw(
+        self, protos: Iterable[str] = ("tcp", "udp"), states: set[str] | frozenset[str] | None = None,
+        fresh: bool = False,
+    ) -> tuple[list[SocketRecord], HostFacts]:
+        """The namespace's sockets and facts, without owners and options (MultiCollector
+        resolves those once for every namespace together). The BPF iterators are read here,
+        inside the namespace (they walk the caller's): `last_kernel`, for apply_kernel()
+        and buckets()."""
+        self._check_identity()
+        if self._ns_fd is None and self.netns is not None:
+            raise CollectorError(f"network namespace {self.netns!r} is closed")
+        protos = tuple(protos)
+        try:
+            with netns_mod.entered_fd(self._ns_fd, repr(self.netns)):
+                facts = self._host_facts(time.monotonic())
+                records = self._collect(protos, states, facts)
+                # After the dump: every socket it holds that is still alive is in the
+                # iterator, which reads the namespace this thread is in.
+                self.last_kernel = (
+                    self._kernel.read(protos, records if states is None and not fresh else None)
+                    if self._kernel is not None and self.kind == "sockdiag" else None
+                )
+        except FileNotFoundError as exc:
+            raise CollectorError(exc.strerror or str(exc)) from None
+        return records, facts
 
     def _collect(self, protos: tuple[str, ...], states, facts: HostFacts) -> list[SocketRecord]:
         if self._sockdiag is not None:
@@ -162,40 +237,70 @@ class Collector:
         ]
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
-                kernel: dict | None = None, fresh: bool = False) -> str | None:
-        notes: list[str] = []
-        if self._owners is not None:
-            owners = self._owners.lookup({r.inode for r in records if r.inode}, incremental=True)
-            unowned = 0
-            for r in records:
-                if r.inode:
-                    found = owners.get(r.inode)
-                    if found is not None:
-                        r.owners = found
-                    else:
-                        unowned += 1
-                        if r.owners:
-                            r.owners = []
-            if os.geteuid() != 0 and self._owners.limitation:
-                notes.append(self._owners.limitation)
-            if unowned and os.geteuid() == 0:
-                what = "owners are" if kernel and len(kernel) >= 2 else "owners and reuse options are"
-                notes.append(
-                    f"{unowned} socket(s) have no visible owner (held by a process in another PID "
-                    f"namespace, or closed meanwhile): their {what} unknown"
-                )
-        pending: list[SocketRecord] = records
-        if self._kernel is not None and self.kind == "sockdiag":
-            if kernel:
-                # pidfd_getfd only for what the iterators cannot see.
-                pending = kernel_options.apply(records, kernel, facts)
-            note = self._kernel.note()
-            if note:
-                notes.append(note)
-        if self._options is not None and self.kind == "sockdiag":
-            note = self._options.apply(pending, complete=complete, defer_new=not fresh)
-            if note:
-                notes.append(note)
-        elif self.kind == "procfs":
-            notes.append("reading /proc/net: socket cookies, devices and reuse options are unknown")
-        return "; ".join(notes) if notes else None
+                fresh: bool = False) -> str | None:
+        pending, covered, note = self.apply_kernel(records, facts)
+        return enrich(records, self._owners, self._options, self.kind, complete,
+                      option_records=pending, kernel_covered=covered, kernel_note=note, fresh=fresh)
+
+    def apply_kernel(self, records: list[SocketRecord], facts: HostFacts) -> tuple[list[SocketRecord], bool, str | None]:
+        """Options the BPF iterators of the last collect_raw() read, set on `records` (source
+        "kernel"): (the records left for pidfd_getfd, whether both protocols were covered,
+        one line on what BPF could not do)."""
+        if self._kernel is None or self.kind != "sockdiag":
+            return records, False, None
+        kernel = self.last_kernel
+        pending = kernel_options.apply(records, kernel, facts) if kernel else records
+        return pending, bool(kernel) and len(kernel or {}) >= 2, self._kernel.note()
+
+    def buckets(self, port: int | None = None) -> dict[int, list[BindBucket]] | None:
+        """Snapshot.tcp_buckets from the last collect_raw(): None when BPF did not read them."""
+        return kernel_options.buckets_by_port(self.last_kernel, port) if self.last_kernel else None
+
+
+def enrich(
+    records: list[SocketRecord],
+    owner_index: OwnerIndex | None,
+    option_reader: OptionReader | None,
+    kind: str,
+    complete: bool = True,
+    *,
+    option_records: list[SocketRecord] | None = None,
+    kernel_covered: bool = False,
+    kernel_note: str | None = None,
+    fresh: bool = False,
+) -> str | None:
+    """Owners and options of `records`, in place; one line on what could not be known.
+    Socket inodes and cookies are unique host-wide, so one OwnerIndex and one OptionReader
+    serve every namespace. `option_records`: the records whose options the BPF iterators
+    did not give (pidfd_getfd reads those); None = all of them."""
+    notes: list[str] = []
+    if owner_index is not None:
+        owners = owner_index.lookup({r.inode for r in records if r.inode}, incremental=True)
+        unowned = 0
+        for r in records:
+            if r.inode:
+                found = owners.get(r.inode)
+                if found is not None:
+                    r.owners = found
+                else:
+                    unowned += 1
+                    if r.owners:
+                        r.owners = []
+        if os.geteuid() != 0 and owner_index.limitation:
+            notes.append(owner_index.limitation)
+        if unowned and os.geteuid() == 0:
+            what = "owners are" if kernel_covered else "owners and reuse options are"
+            notes.append(
+                f"{unowned} socket(s) have no visible owner (held by a process in another PID "
+                f"namespace, or closed meanwhile): their {what} unknown"
+            )
+    if kernel_note:
+        notes.append(kernel_note)
+    if option_reader is not None and kind == "sockdiag":
+        note = option_reader.apply(records if option_records is None else option_records,
+                                   complete=complete, defer_new=not fresh)
+        if note:
+            notes.append(note)
+    elif kind == "procfs":
+        notes.append("reading /proc/net: socket cookies, devices and reuse options are unknown")
+    return "; ".join(notes) if notes else None

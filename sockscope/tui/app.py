@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from sockscope.model import Snapshot, SocketRecord
+from sockscope.sanitize import host_text
 
 from sockscope.formatting import endpoint
 
@@ -48,6 +49,8 @@ class SockscopeApp(App[int]):
         *,
         netns: str | None = None,
         method: str = "auto",
+        all_netns: bool = False,
+        netns_label: str | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         fixed_time: bool = False,
@@ -56,7 +59,8 @@ class SockscopeApp(App[int]):
         super().__init__()
         self.netns = netns
         self.readonly = readonly  # --readonly: K (destroy a socket, signal a process) is disabled
-        self.make_source = make_source or partial(CollectorSource, netns, method)
+        self.netns_label = netns_label or netns  # what the header calls it (pid:123 -> its name)
+        self.make_source = make_source or partial(CollectorSource, netns, method, all_netns)
         self.interval = interval
         self.clock = clock
         self.fixed_time = fixed_time  # screenshots/snapshot tests: no wall-clock or durations on screen
@@ -127,8 +131,10 @@ class SockscopeApp(App[int]):
         start = time.perf_counter()
         self.views = views
         self.error = None
+        several = views.frame.namespaces is not None and len(views.frame.namespaces) > 1
         for pane in PANES:
             table = self.table(pane)
+            table.set_show_netns(several)
             pv = views.panes[pane]
             if table.view is not pv:
                 table.set_view(pv)
@@ -153,7 +159,11 @@ class SockscopeApp(App[int]):
         if views is None:
             return "collecting…"
         f = views.frame
-        parts = [f"netns {self.netns}" if self.netns else "this netns", f.collector]
+        if f.namespaces is not None:
+            where = f"{len(f.namespaces)} netns"
+        else:
+            where = f"netns {host_text(self.netns_label)}" if self.netns_label else "this netns"
+        parts = [where, f.collector]
         if not self.fixed_time:
             parts.append(f"full {seconds(f.full_seconds)} /{f.full_period:.1f}s")
             parts.append(f"listen {seconds(f.listen_seconds)} /{self.interval:g}s")
@@ -212,6 +222,20 @@ class SockscopeApp(App[int]):
 
     def snapshot(self) -> Snapshot | None:
         return self.views.frame.snapshot() if self.views is not None else None
+
+    def snapshot_for(self, row: Any = None) -> Snapshot:
+        """The snapshot the predictor checks against: with several namespaces, only the
+        selected socket's namespace (else the host's), with that namespace's own facts."""
+        assert self.views is not None
+        snap = self.views.frame.snapshot()
+        if snap.namespaces is None:
+            return snap
+        if isinstance(row, SocketRecord) and row.netns is not None and row.netns.inode in snap.namespaces:
+            return snap.for_netns(row.netns.inode)
+        for inode, view in snap.namespaces.items():
+            if view.ref.kind == "host":
+                return snap.for_netns(inode)
+        return snap.for_netns(next(iter(snap.namespaces))) if snap.namespaces else snap
 
     def _set_settings(self, dirty: Iterable[str] = (), **changes: Any) -> None:
         values: dict[str, Any] = {
@@ -359,7 +383,14 @@ class SockscopeApp(App[int]):
             self.set_filter(row.filter_text)
             self.table().focus()
             return
-        self.push_screen(DetailsScreen(row, self.views.frame.snapshot(), fixed_time=self.fixed_time))
+        self.push_screen(DetailsScreen(row, self.snapshot_for(row), fixed_time=self.fixed_time,
+                                       links=self._port_links(row)))
+
+    def _port_links(self, row: SocketRecord) -> list[str]:
+        from .netns_summary import link_lines
+
+        snap = self.snapshot()
+        return link_lines(snap, row) if snap is not None else []
 
     def action_why(self) -> None:
         from .screens import WhyScreen
@@ -375,7 +406,7 @@ class SockscopeApp(App[int]):
             proto, port = "tcp", int(row.value.lstrip(":"))
         else:
             proto, port = row.proto, row.local_port
-        self.push_screen(WhyScreen(self.views.frame.snapshot(), proto, port))
+        self.push_screen(WhyScreen(self.snapshot_for(row), proto, port))
 
     def action_bind_check(self) -> None:
         from .screens import BindCheckScreen
@@ -390,7 +421,7 @@ class SockscopeApp(App[int]):
             # A listening or bound socket: start from "another socket like this one".
             like = row if row.state in ("LISTEN", "UNCONN") else None
         # uid: the selected socket's for "another like this", else the caller's, as `sockscope check` defaults to
-        self.push_screen(BindCheckScreen(lambda: self.views.frame.snapshot(), proto, ep,
+        self.push_screen(BindCheckScreen(lambda: self.snapshot_for(row), proto, ep,
                                          uid=like.uid if like is not None else os.getuid(), like=like))
 
     def on_blockers_found(self, message: BlockersFound) -> None:
@@ -407,7 +438,32 @@ class SockscopeApp(App[int]):
         if self.views is None or not isinstance(row, SocketRecord):
             self.notify("select a socket first", severity="warning")
             return
-        self.push_screen(FreePortScreen(row, self.views.frame.snapshot(), self.netns))
+        if row.netns is not None and row.netns.kind != "host":
+            # Destroying goes through a sock_diag socket inside the socket's namespace, which
+            # --all-netns does not hold by name: say so rather than act in the wrong one.
+            self.notify(f"K acts in one namespace: run sockscope --netns {host_text(row.netns.name)} for this socket",
+                        severity="warning")
+            return
+        self.push_screen(FreePortScreen(row, self.snapshot_for(row), self.netns))
+
+    def action_namespaces(self) -> None:
+        """The namespace pane: pick one namespace (a `netns` filter) or all of them."""
+        from .screens import NamespacesScreen
+
+        snap = self.snapshot()
+        if snap is None or snap.namespaces is None:
+            self.notify("one namespace watched: start with --all-netns to see them all", severity="warning")
+            return
+
+        def picked(text: str | None) -> None:
+            if text is None:
+                return
+            if text:
+                self.set_filter(text)
+            else:
+                self.action_clear_filter()
+
+        self.push_screen(NamespacesScreen(snap), picked)
 
     def set_blockers(self, blockers: frozenset[Ident], text: str) -> None:
         self.blockers = blockers

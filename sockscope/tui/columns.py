@@ -15,6 +15,7 @@ from typing import Any
 
 from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope.model import SocketRecord
+from sockscope.sanitize import host_text
 
 Ident = tuple
 
@@ -208,6 +209,9 @@ GROUP = Column("group", "Grp", 3, group_text, lambda r: (r.proto, addr_key(r.loc
 STATE6 = Column("state", "State", 6, STATE.text, STATE.sort)
 LOCAL_BY_PORT = Column("local", "Local", 18, local_text, port_key, flex=3, shorten="middle")
 
+NETNS = Column("netns", "Netns", 12, lambda r, c: host_text(r.netns.name) if r.netns is not None else "",
+               lambda r: (r.netns.name, r.netns.inode) if r.netns is not None else ("", 0), max_width=20)
+
 LISTENING = (GROUP, NET, STATE6, LOCAL_BY_PORT, OPT, OWNER, USER, BACKLOG, UID, INODE, COOKIE)
 ESTABLISHED = (NET, LOCAL, PEER, RECVQ, SENDQ, OWNER, USER, OPT, TIMER, UID, INODE, COOKIE)
 TIMEWAIT = (NET, LOCAL, PEER, LEFT, OPT, COOKIE)
@@ -261,7 +265,14 @@ def pane_of(rec: SocketRecord) -> str:
     return "other"
 
 
+def with_netns(columns: tuple[Column, ...], show: bool) -> tuple[Column, ...]:
+    """A pane's columns, with the namespace first when several namespaces are watched."""
+    return (NETNS, *columns) if show and columns is not TW_GROUPS else columns
+
+
 def column(columns: tuple[Column, ...], key: str) -> Column:
+    if key == "netns":
+        return NETNS
     for c in columns:
         if c.key == key:
             return c

@@ -61,6 +61,8 @@ KEYS: tuple[Key, ...] = (
         action="bind_check", footer="Bind check", palette="Bind check"),
     Key("Rows", "w", "why: who holds the selected socket's port, and what would work", binding="w", action="why",
         footer="Why", palette="Why this port"),
+    Key("Rows", "n", "network namespaces (--all-netns): each one's sockets and owners; show one or all", binding="n",
+        action="namespaces", palette="Network namespaces"),
     Key("Rows", "K", "free the port: destroy the socket or stop its process (preview, then y)", binding="K",
         action="free_port", palette="Free this port"),
     Key("Bind check", "x", "clear the blocker marks", binding="x", action="clear_blockers",

@@ -67,10 +67,14 @@ class Source(Protocol):
 class CollectorSource:
     """The real thing. Made in the collector thread; never used from another."""
 
-    def __init__(self, netns: str | None, method: str) -> None:
+    def __init__(self, netns: str | None, method: str, all_netns: bool = False) -> None:
+        from sockscope.collectors.multi import MultiCollector
         from sockscope.collectors.snapshotter import Collector
 
-        self.collector = Collector(netns=netns, method=method)  # type: ignore[arg-type]
+        # Both have the same snapshot()/close(): every namespace, or one.
+        self.collector: Collector | MultiCollector = (
+            MultiCollector(method=method) if all_netns else Collector(netns=netns, method=method)  # type: ignore[arg-type]
+        )
 
     def snapshot(self, states: frozenset[str] | None) -> Snapshot:
         return self.collector.snapshot(states=states)
@@ -196,6 +200,7 @@ class Poller:
                         listen_seconds=self.plan.last_listen_seconds,
                         full_seconds=self.plan.last_full_seconds,
                         full_period=self.plan.full_period,
+                        namespaces=snap.namespaces,
                     )
                 )
                 left = started + self.plan.interval - time.monotonic()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from sockscope.model import HostFacts, Snapshot, SocketRecord
+from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 
 from .columns import DEFAULT_SORT, LISTEN_STATES, PANE_COLUMNS, PANES, GroupRow, Ident, addr_key, column, ident
 
@@ -44,6 +44,7 @@ class Frame:
     listen_seconds: float = 0.0  # duration of the last listening-only dump
     full_seconds: float = 0.0  # duration of the last full dump
     full_period: float = 0.0  # seconds between full dumps, as the poller plans it now
+    namespaces: dict[int, NetnsView] | None = None  # several namespaces watched (--all-netns)
     _snapshot: Snapshot | None = None
 
     @property
@@ -60,6 +61,7 @@ class Frame:
                 facts=self.facts,
                 collector=self.collector,
                 limitation=self.limitation,
+                namespaces=self.namespaces,
             )
         return self._snapshot
 

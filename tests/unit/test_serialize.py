@@ -19,3 +19,16 @@ def test_same_text_as_json_dumps_including_escapes():
     want = json.dumps([r.to_json() for r in recs], separators=(",", ":"))
     assert records_to_json(recs) == want
     assert records_to_json([]) == "[]"
+
+
+def test_netns_field_only_when_set_and_same_as_json_dumps():
+    from sockscope.model import NetnsRef
+
+    a = SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 80, "0.0.0.0", 0, 0, 1, 2)
+    b = SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 80, "0.0.0.0", 0, 0, 3, 4,
+                     netns=NetnsRef(4026532288, 'we"b\x1b', "container"))
+    c = SocketRecord("udp", 6, "UNCONN", "::", 53, "::", 0, 0, 5, 6, netns=NetnsRef(4026531840, "host", "host"))
+    want = json.dumps([r.to_json() for r in (a, b, c)], separators=(",", ":"))
+    assert records_to_json([a, b, c]) == want
+    assert '"netns"' not in records_to_json([a])
+    assert json.loads(records_to_json([b]))[0]["netns"] == {"inode": 4026532288, "name": 'we"b\x1b', "kind": "container"}

@@ -61,6 +61,8 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     field("local", endpoint(rec.local_addr, rec.local_port, rec.family))
     field("peer", endpoint(rec.peer_addr, rec.peer_port, rec.family, peer=True))
     field("device", f"{rec.device} (ifindex {rec.ifindex})" if rec.device else "none (not SO_BINDTODEVICE)")
+    if rec.netns is not None:
+        field("namespace", f"{host_text(rec.netns.name)} ({rec.netns.kind}, inode {rec.netns.inode})")
     field("uid", rec.uid)
     field("inode", rec.inode or "none (no file: TIME_WAIT or request socket)")
     field("cookie", rec.cookie or "unknown")
@@ -180,8 +182,10 @@ def verdict_line(line: str, width: int, kind: str) -> Text:
 class DetailsScreen(ModalScreen[None]):
     BINDINGS = bindings("details")  # tui/keys.py
 
-    def __init__(self, rec: SocketRecord, snapshot: Snapshot, fixed_time: bool = False) -> None:
+    def __init__(self, rec: SocketRecord, snapshot: Snapshot, fixed_time: bool = False,
+                 links: list[str] | None = None) -> None:
         super().__init__()
+        self.links = links or []  # port mappings through this socket (--all-netns), as text
         self.rec = rec
         self.snapshot = snapshot
         self.cmdlines: dict[int, list[str] | None] = {}
@@ -199,9 +203,14 @@ class DetailsScreen(ModalScreen[None]):
             yield Footer()
 
     def _text(self) -> Text:
-        return describe(self.rec, self.snapshot, self.cmdlines, self.verdict, self.verdict_error,
-                        now=0.0 if self.fixed_time else None, procs=self.procs, rehearsals=self.rehearsals,
-                        width=text_width(self))
+        t = describe(self.rec, self.snapshot, self.cmdlines, self.verdict, self.verdict_error,
+                     now=0.0 if self.fixed_time else None, procs=self.procs, rehearsals=self.rehearsals,
+                     width=text_width(self))
+        if self.links:
+            t.append("\nPort mapping\n", style="bold underline")
+            for line in self.links:
+                t.append(f"  {line}\n")
+        return t
 
     def on_mount(self) -> None:
         self.fetch_cmdlines()

@@ -22,7 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..keys import bindings
-from ..columns import PANE_COLUMNS, Column, Ident, RenderContext, ident
+from ..columns import PANE_COLUMNS, Column, Ident, RenderContext, ident, with_netns
 from ..views import PaneView
 
 
@@ -130,7 +130,8 @@ class SocketTable(ScrollView, can_focus=True):
         self.ctx = RenderContext()
         self.empty_text = "no sockets"
         self._layout: list[tuple[Column, int]] = []
-        self._layout_for: tuple[str, int] | None = None
+        self._layout_for: tuple[str, int, bool] | None = None
+        self.show_netns = False  # a Netns column first (several namespaces watched)
         self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------ data
@@ -247,6 +248,11 @@ class SocketTable(ScrollView, can_focus=True):
             if event.chain >= 2:
                 self.action_activate()
 
+    def set_show_netns(self, show: bool) -> None:
+        if show != self.show_netns:
+            self.show_netns = show
+            self.refresh()
+
     def on_resize(self) -> None:
         self.virtual_size = Size(self.body_width, len(self.rows) + 1)
         self._layout_for = None
@@ -259,9 +265,9 @@ class SocketTable(ScrollView, can_focus=True):
         return self.scrollable_content_region.width
 
     def _get_layout(self) -> list[tuple[Column, int]]:
-        key = (self.mode, self.body_width)
+        key = (self.mode, self.body_width, self.show_netns)
         if self._layout_for != key:
-            self._layout = layout(PANE_COLUMNS[self.mode], self.body_width)
+            self._layout = layout(with_netns(PANE_COLUMNS[self.mode], self.show_netns), self.body_width)
             self._layout_for = key
         return self._layout
 
