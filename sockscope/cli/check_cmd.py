@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import textwrap
 
-from .common import add_collection_arguments, take_snapshot
+from .common import add_collection_arguments, take_snapshot, warn, write_out
 
 EXIT = {"ok": 0, "conflict": 1, "unknown": 3}
 
@@ -107,13 +106,13 @@ def run(args: argparse.Namespace) -> int:
     # then looked up for a handful of sockets, not the whole host.
     snapshot = take_snapshot(args, protos=(cand.proto,), port=cand.port or None)
     if snapshot.limitation and not args.json:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     try:
         verdict = check(snapshot, cand)
     except CandidateError as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        sys.stdout.write(json.dumps(verdict.to_json()) + "\n")
+        write_out(json.dumps(verdict.to_json()) + "\n", raw=True)
     else:
-        sys.stdout.write(render_verdict(verdict))
+        write_out(render_verdict(verdict))
     return EXIT[verdict.verdict]

@@ -11,7 +11,7 @@ from sockscope.model import STATE_NAMES, Snapshot, SocketRecord
 from sockscope.serialize import records_to_json
 
 from . import UsageError
-from .common import add_collection_arguments, take_snapshot
+from .common import add_collection_arguments, take_snapshot, warn, write_out
 
 STATE_ALIASES: dict[str, frozenset[str]] = {
     "all": frozenset(STATE_NAMES),
@@ -161,12 +161,11 @@ def run(args: argparse.Namespace) -> int:
         protos = ("udp",)
     snapshot = take_snapshot(args, states=states, protos=protos)
     if snapshot.limitation:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     records = select(snapshot, port, pid)
     if args.json:
-        sys.stdout.write(records_to_json(records) + "\n")
+        write_out(records_to_json(records) + "\n", raw=True)
     else:
         width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
-        sys.stdout.write(render_table(records, width, args.wide))
-    sys.stdout.flush()
+        write_out(render_table(records, width, args.wide))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import UsageError
 from .common import add_collection_arguments
@@ -27,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Without a terminal the app would write escape codes into a file or pipe forever.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the live UI needs a terminal (stdin and stdout); "
+                         "for a one-shot table use `sockscope list` (or `list --json`)")
     # Check the namespace and the collector before the screen changes: a bad --netns is
     # one clear line and exit status 2, never a traceback inside the app.
     from sockscope.collectors.snapshotter import Collector, CollectorError

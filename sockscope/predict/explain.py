@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sockscope.model import SocketRecord
+from sockscope.sanitize import host_text
 
 from .addresses import format_endpoint
 from .rules import ATTRS, Me, Other, World
@@ -29,18 +30,18 @@ def describe(rec: SocketRecord) -> str:
     """"TIME-WAIT 127.0.0.1:8080 -> 127.0.0.1:51234 (pid 812 nginx, user www, A P)"."""
     local = format_endpoint(rec.family, rec.local_addr, rec.local_port)
     if rec.device:
-        local += f"%{rec.device}"
+        local += f"%{host_text(rec.device)}"
     text = f"{rec.proto.upper()} {rec.state} {local}"
     if rec.peer_port:
         text += f" -> {format_endpoint(rec.family, rec.peer_addr, rec.peer_port)}"
     who: list[str] = []
     if rec.owners:
         first = rec.owners[0]
-        who.append(f"pid {first.pid} {first.process}")
+        who.append(f"pid {first.pid} {host_text(first.process)}")
         if len(rec.owners) > 1:
             who.append(f"+{len(rec.owners) - 1} more processes")
         if first.user:
-            who.append(f"user {first.user}")
+            who.append(f"user {host_text(first.user)}")
     elif not rec.timewait:
         who.append(f"uid {rec.uid}, no process found")
     who.append(options_text(rec))

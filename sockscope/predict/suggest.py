@@ -6,6 +6,8 @@ from dataclasses import replace
 
 from sockscope.model import Snapshot
 
+from sockscope.sanitize import host_text
+
 from .addresses import format_endpoint
 from .types import Candidate, Verdict
 
@@ -38,7 +40,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
             break
     live_old = [b.socket for b in blockers if b.rule == "old-without-reuseaddr" and not b.socket.timewait]
     if live_old and cand.reuseaddr:
-        who = ", ".join(sorted({f"{r.process} (pid {r.pid})" for r in live_old if r.pid is not None})) or "the existing socket"
+        who = ", ".join(sorted({f"{host_text(r.process)} (pid {r.pid})" for r in live_old if r.pid is not None})) or "the existing socket"
         out.append(
             f"Set SO_REUSEADDR on the existing socket too ({who}): Linux requires it on both sockets "
             "(neither may be listening)."
@@ -71,7 +73,7 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         # Every blocker is bound to a device: a socket bound to another device does not meet them.
         for name in sorted(facts.interfaces.values()):
             if _works(snapshot, replace(cand, device=name)):
-                out.append(f"Bind the new socket to device {name} (SO_BINDTODEVICE): sockets on other devices do not conflict.")
+                out.append(f"Bind the new socket to device {host_text(name)} (SO_BINDTODEVICE): sockets on other devices do not conflict.")
                 break
     if cand.port:
         for port in range(cand.port + 1, min(cand.port + MAX_PORT_SEARCH, 65535) + 1):
@@ -85,6 +87,6 @@ def suggestions_for(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> li
         for o in r.owners:
             holders.setdefault(o.pid, o.process)
     if holders:
-        listed = ", ".join(f"{name} (pid {pid})" for pid, name in sorted(holders.items())[:4])
+        listed = ", ".join(f"{host_text(name)} (pid {pid})" for pid, name in sorted(holders.items())[:4])
         out.append(f"Or stop what holds the port: {listed}.")
     return out

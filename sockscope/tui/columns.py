@@ -15,6 +15,7 @@ from typing import Any
 
 from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope.model import SocketRecord
+from sockscope.sanitize import host_text
 
 Ident = tuple
 
@@ -91,7 +92,7 @@ def owner_cell(r: SocketRecord, ctx: RenderContext | None = None) -> str:
 def user_text(r: SocketRecord, ctx: RenderContext | None = None) -> str:
     for o in r.owners:
         if o.user:
-            return o.user
+            return host_text(o.user)
     return str(r.uid)
 
 
