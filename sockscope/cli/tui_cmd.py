@@ -28,10 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Without a terminal the app would write escape codes into a file or pipe forever.
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("the live UI needs a terminal (stdin and stdout); "
-                         "for a one-shot table use `sockscope list` (or `list --json`)")
     # Check the namespace and the collector before the screen changes: a bad --netns is
     # one clear line and exit status 2, never a traceback inside the app.
     from sockscope.collectors.snapshotter import Collector, CollectorError
@@ -49,8 +45,15 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(exc.strerror or str(exc)) from None
 
+    # Without a terminal the app would write escape codes into a file or pipe forever.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the live UI needs a terminal (stdin and stdout); "
+                         "for a one-shot table use `sockscope list` (or `list --json`)")
+
     from sockscope.tui import SockscopeApp
 
     app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval)
     result = app.run()
+    if app.return_code:  # a crash (the one line was printed) or an error exit
+        return app.return_code
     return int(result or 0)

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from sockscope.model import Snapshot
+from sockscope.sanitize import terminal_text
 
 from ..columns import ident
 from .predictor import UNAVAILABLE, run_check, verdict_text
@@ -72,7 +73,7 @@ class BindCheckScreen(ModalScreen[None]):
         try:
             family, addr, port, _scope = parse_endpoint(text)
         except (EndpointError, ValueError) as exc:
-            self.show(Text(f"Address: {exc}", style="bold red"))
+            self.show(Text(f"Address: {terminal_text(str(exc))}", style="bold red"))
             return
         uid_text = self.query_one("#bind-uid", Input).value.strip() or "0"
         try:
@@ -80,7 +81,7 @@ class BindCheckScreen(ModalScreen[None]):
             if uid < 0:
                 raise ValueError
         except ValueError:
-            self.show(Text(f"uid: {uid_text!r} is not a user id (a number ≥ 0)", style="bold red"))
+            self.show(Text(f"uid: {terminal_text(uid_text)!r} is not a user id (a number ≥ 0)", style="bold red"))
             return
         proto = str(self.query_one("#bind-proto", Select).value)
         device = self.query_one("#bind-device", Input).value.strip() or None
@@ -115,7 +116,7 @@ class BindCheckScreen(ModalScreen[None]):
     def _done(self, candidate: Any, verdict: Any, error: str | None) -> None:
         self.verdict = verdict
         if verdict is None:
-            self.show(Text(error or UNAVAILABLE, style="yellow"))
+            self.show(Text(terminal_text(error or UNAVAILABLE), style="yellow"))
             return
         blockers = frozenset(ident(b.socket) for b in (verdict.blockers or []))
         text = verdict_text(verdict)

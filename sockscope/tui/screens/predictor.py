@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from sockscope.model import Snapshot, SocketRecord
+from sockscope.sanitize import host_text, terminal_text
 
 UNAVAILABLE = "predictor unavailable"
 
@@ -28,7 +29,7 @@ def run_check(snapshot: Snapshot, candidate: Any) -> tuple[Any | None, str | Non
     try:
         return check(snapshot, candidate), None
     except Exception as exc:  # noqa: BLE001 - the predictor is optional; say what went wrong
-        return None, f"predictor failed: {type(exc).__name__}: {exc}"
+        return None, f"predictor failed: {type(exc).__name__}: {terminal_text(str(exc))}"
 
 
 def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) -> str:
@@ -39,8 +40,8 @@ def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) 
     try:
         report = why(snapshot, proto, port, addr)
     except Exception as exc:  # noqa: BLE001
-        return f"predictor failed: {type(exc).__name__}: {exc}"
-    return str(getattr(report, "text", report))
+        return f"predictor failed: {type(exc).__name__}: {terminal_text(str(exc))}"
+    return terminal_text(str(getattr(report, "text", report)))
 
 
 VERDICT_STYLE = {"ok": "bold green", "conflict": "bold red", "unknown": "bold yellow"}
@@ -57,26 +58,26 @@ def verdict_text(verdict: Any, with_blockers: bool = True) -> Text:
     out.append("\n")
     explanation = getattr(verdict, "explanation", "")
     if explanation:
-        out.append(explanation.rstrip() + "\n")
+        out.append(terminal_text(explanation.rstrip()) + "\n")
     blockers = list(getattr(verdict, "blockers", []) or [])
     if with_blockers and blockers:
         out.append("\nBlocked by:\n", style="bold")
         for b in blockers:
             s = b.socket
             host = f"[{s.local_addr}]" if s.family == 6 else s.local_addr
-            who = f" {s.process}/{s.pid}" if s.pid is not None else ""
+            who = f" {host_text(s.process)}/{s.pid}" if s.pid is not None else ""
             mark = "" if b.definite else " (maybe)"
             out.append(f"  ! {s.proto} {s.state} {host}:{s.local_port}{who}{mark}\n", style="red")
             if b.reason:
-                out.append(f"    {b.rule}: {b.reason}\n", style="dim")
+                out.append(f"    {b.rule}: {terminal_text(b.reason)}\n", style="dim")
     suggestions = list(getattr(verdict, "suggestions", []) or [])
     if suggestions:
         out.append("\nSuggestions:\n", style="bold")
         for s in suggestions:
-            out.append(f"  • {s}\n")
+            out.append(f"  • {terminal_text(s)}\n")
     notes = list(getattr(verdict, "notes", []) or [])
     if notes:
         out.append("\nNotes:\n", style="bold")
         for n in notes:
-            out.append(f"  {n}\n", style="dim")
+            out.append(f"  {terminal_text(n)}\n", style="dim")
     return out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
+
+from sockscope.sanitize import terminal_text
 
 PLACEHOLDER = "text, or an expression: sport = :443 and not state time-wait   (Esc clears, Enter keeps)"
 
@@ -35,7 +38,7 @@ class FilterBar(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder=PLACEHOLDER, id="filter-input", compact=True)
-        yield Static("", id="filter-error")
+        yield Static("", id="filter-error", markup=False)
 
     @property
     def input(self) -> Input:
@@ -43,7 +46,12 @@ class FilterBar(Vertical):
 
     def open(self) -> None:
         self.add_class("-open")
-        self.input.focus()
+        # Focus now, not after the next refresh (Widget.focus() is deferred): keys that
+        # arrive in the same burst as `/` (a paste, a slow ssh link) are already queued
+        # and must go to the input, not run `p` (pause) or `s` (sort).
+        self.screen.set_focus(self.input)
+        if self.screen.focused is not self.input:
+            self.input.focus()
 
     def close(self) -> None:
         self.remove_class("-open")
@@ -54,7 +62,8 @@ class FilterBar(Vertical):
 
     def show_error(self, message: str | None) -> None:
         err = self.query_one("#filter-error", Static)
-        err.update(message or "")
+        # A Text, never a markup string: the message quotes what was typed (`uid [/`).
+        err.update(Text(terminal_text(message or "").replace("\n", " ")))
         err.set_class(bool(message), "-error")
 
     @on(Input.Changed, "#filter-input")
