@@ -1,0 +1,248 @@
+"""Hostile hosts: processes and interfaces named with escapes, newlines, markup and long
+names, over every text output (list, check, why, the TUI through Pilot and through a real
+terminal in tmux) and JSON; owner details that change under a pid (setuid, exec).
+
+The judge is simple: no control character from a host string reaches the output (C0
+except the newline between lines, DEL, C1; on the real terminal: no escape sequence other
+than the TUI's own colours and cursor moves, which tmux re-emits as SGR only), and JSON
+keeps the exact names."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unicodedata
+
+import pytest
+
+from kit.netns import setns
+
+pytestmark = pytest.mark.root
+
+PY = sys.executable
+# prctl(PR_SET_NAME) keeps 15 bytes: each of these is a complete attack in 15 bytes.
+COMMS = [
+    b"\x1b]0;pwned\x07\x1b[2J",  # retitle the terminal and clear the screen
+    b"\x1b[2K\r\x1b[8m",  # erase its own row, then hide what follows
+    b"[red]x[/]\n\x9bq",  # Rich markup, a newline, a C1 CSI
+    b"\xff\xfe\\x1b\x7f",  # not UTF-8, a spelled-out escape, DEL
+]
+# argv[0] and arguments: overwrite the line above in the details, and 200-byte names.
+ARGV = ["\n\r\x1b[1Aspoofed-cmdline " + "A" * 200, "--x\x9b31m", "[b]markup[/b]", "\u202eevil"]
+CHILD = r"""
+import ctypes, socket, sys
+name = bytes.fromhex(sys.stdin.readline().strip())
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+port = int(sys.stdin.readline())
+dev = sys.stdin.readline().rstrip("\n").encode("utf-8", "surrogateescape")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if dev:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev)
+s.bind(("127.0.0.1" if not dev else "0.0.0.0", port))
+s.listen()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+# An interface name the kernel accepts (dev_valid_name refuses only '/', ':', spaces,
+# '.', '..' and 16+ bytes): ESC, BEL and markup are fine with it.
+EVIL_DEV = "e\x1b[31m\x07[b]"
+
+
+def spawn_child(ns, comm: bytes, port: int, dev: str = "") -> subprocess.Popen:
+    """A listener in `ns` named `comm` (prctl) with the hostile ARGV as its command line."""
+    argv = [ARGV[0], "-c", CHILD, *ARGV[1:]]
+    p = subprocess.Popen(argv, executable=PY, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         preexec_fn=lambda: setns(f"/run/netns/{ns.name}"), text=True,
+                         errors="surrogateescape")
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write(f"{comm.hex()}\n{port}\n{dev}\n")
+    p.stdin.flush()
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def stop(p: subprocess.Popen) -> None:
+    try:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.flush()
+    except OSError:
+        pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(5)
+
+
+@pytest.fixture
+def hostile(netns):
+    ifindex = netns.add_dummy(EVIL_DEV)
+    assert ifindex
+    procs = []
+    try:
+        for i, comm in enumerate(COMMS):
+            procs.append(spawn_child(netns, comm, 7100 + i))
+        procs.append(spawn_child(netns, COMMS[0], 7200, dev=EVIL_DEV))
+        yield netns, procs
+    finally:
+        for p in procs:
+            stop(p)
+
+
+def bad_chars(text: str) -> list[str]:
+    """Control or invisible characters other than the newline between lines."""
+    return [ch for ch in text if ch != "\n" and (not ch.isprintable() or unicodedata.category(ch) in ("Cc", "Cf"))]
+
+
+def sockscope(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "sockscope", *args], capture_output=True, text=True, timeout=120,
+                          errors="surrogateescape")
+
+
+def test_cli_text_has_no_control_characters_and_json_keeps_exact_names(hostile):
+    ns, procs = hostile
+    outs = [
+        sockscope("list", "--netns", ns.name),
+        sockscope("list", "--netns", ns.name, "-w"),
+        sockscope("check", "tcp", "127.0.0.1:7100", "--netns", ns.name),
+        sockscope("check", "tcp", "0.0.0.0:7200", "--reuseaddr", "--netns", ns.name),
+        sockscope("check", "tcp", "127.0.0.1:7300", "--device", "nope\x1b[2J", "--netns", ns.name),
+        sockscope("why", "7100", "--netns", ns.name),
+        sockscope("why", "7200", "--netns", ns.name),
+    ]
+    for out in outs:
+        assert "Traceback" not in out.stderr, out.stderr
+        assert not bad_chars(out.stdout), (out.args, out.stdout)
+        assert not bad_chars(out.stderr), (out.args, out.stderr)
+    listing = outs[1].stdout
+    # Every hostile listener is there, on its own line, its name visible as escapes.
+    for port in (7100, 7101, 7102, 7103, 7200):
+        assert sum(f":{port}" in line for line in listing.splitlines()) == 1, listing
+    assert "\\x1b]0;pwned\\x07\\x1b[2" in listing
+    assert "\\x1b[2K\\x0d\\x1b[8m" in listing
+    # Bytes that are not UTF-8 show as U+FFFD; the spelled-out escape cannot pass for a real one.
+    assert "\ufffd\ufffd\\\\x1b\\x7f" in listing
+    assert "%e\\x1b[31m\\x07[b]" in listing  # the device
+    assert "no interface" in outs[4].stderr and "e\\x1b[31m\\x07[b]" in outs[4].stderr
+    # JSON: the exact names, escaped by JSON itself.
+    js = sockscope("list", "--json", "--netns", ns.name)
+    assert not bad_chars(js.stdout)
+    rows = {r["local_port"]: r for r in json.loads(js.stdout)}
+    for i, comm in enumerate(COMMS):
+        assert rows[7100 + i]["process"] == comm.decode("utf-8", "replace")
+    assert rows[7200]["device"] == EVIL_DEV
+    for args in (("check", "tcp", "127.0.0.1:7100"), ("why", "7100")):
+        out = sockscope(*args, "--json", "--netns", ns.name)
+        assert not bad_chars(out.stdout)
+        json.loads(out.stdout)
+
+
+def _screen_text(app) -> str:
+    """Every character the compositor would send for the current screen."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip if not seg.control) for strip in strips)
+
+
+async def test_tui_draws_no_control_characters(hostile):
+    from sockscope.tui import SockscopeApp
+    from sockscope.tui.screens import DetailsScreen, WhyScreen
+
+    ns, _procs = hostile
+    app = SockscopeApp(netns=ns.name, interval=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.wait_for(lambda v: v.frame.full and any(r.local_port == 7200 for r in v.frame.listening))
+        await pilot.pause()
+        screen = _screen_text(app)
+        assert not bad_chars(screen), screen
+        assert "\\x1b]0;pwned" in screen
+        table = app.table("listening")
+        for port in (7100, 7101, 7102, 7103, 7200):
+            i = next(i for i, r in enumerate(table.rows) if r.local_port == port)
+            table.move_to(i)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, DetailsScreen)
+            for _ in range(100):  # the command line and the verdict arrive from workers
+                body = str(app.screen.query_one("#details-body").render())
+                if "reading…" not in body and "checking…" not in body:
+                    break
+                await pilot.pause(0.05)
+            screen = _screen_text(app)
+            assert not bad_chars(screen), screen
+            assert not bad_chars(body), body
+            assert "\\x0a\\x0d\\x1b[1Aspoofed-cmdline" in body  # one line: cannot overwrite the line above
+            await pilot.press("w")
+            await pilot.pause()
+            assert isinstance(app.screen, WhyScreen)
+            for _ in range(100):
+                if app.screen.text is not None:
+                    break
+                await pilot.pause(0.05)
+            assert not bad_chars(_screen_text(app))
+            await pilot.press("escape")
+            await pilot.press("escape")
+            await pilot.pause()
+        # The bind check, with the hostile device named (its error lists the interfaces).
+        await pilot.press("b")
+        await pilot.pause()
+        app.screen.query_one("#bind-endpoint").value = "127.0.0.1:7300"
+        app.screen.query_one("#bind-device").value = "nope"
+        await pilot.press("enter")
+        for _ in range(100):
+            if "checking" not in str(app.screen.query_one("#bind-result").render()):
+                break
+            await pilot.pause(0.05)
+        result = str(app.screen.query_one("#bind-result").render())
+        assert "e\\x1b[31m\\x07[b]" in result, result
+        assert not bad_chars(_screen_text(app))
+
+
+# What may legitimately be on a tmux pane captured with -e: SGR colour/style sequences.
+SGR = re.compile(r"\x1b\[[0-9;:]*m")
+
+
+def tmux(*args: str, check: bool = True) -> str:
+    return subprocess.run(["tmux", "-L", "sockscope-hostile", *args], capture_output=True, text=True,
+                          check=check, errors="surrogateescape").stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_real_terminal_shows_no_injected_sequences(hostile, tmp_path):
+    ns, _procs = hostile
+    title = "sockscope-hostile-title"
+    tmux("kill-server", check=False)
+    tmux("-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", "-s", "h",
+         f"printf '\\033]0;{title}\\007'; {PY} -m sockscope tui --netns {ns.name} --interval 3600; "
+         f"echo EXIT=$?; sleep 30")
+    try:
+        screen = ""
+        for _ in range(150):
+            time.sleep(0.2)
+            screen = tmux("capture-pane", "-e", "-p", "-t", "h")
+            if ":7200" in screen and ":7103" in screen:
+                break
+        assert ":7200" in screen, screen
+        visible = SGR.sub("", screen)
+        assert "\x1b" not in visible and not bad_chars(visible), repr(visible)
+        assert "\\x1b]0;pwned" in visible
+        # The hostile comm tried to retitle the terminal: the title is still ours.
+        assert tmux("display-message", "-p", "-t", "h", "#{pane_title}").strip() == title
+        # One row per hostile listener: none erased its own row.
+        for port in (7100, 7101, 7102, 7103):
+            assert sum(f":{port}" in line for line in visible.splitlines()) == 1, visible
+        tmux("send-keys", "-t", "h", "q")
+        for _ in range(50):
+            time.sleep(0.2)
+            screen = tmux("capture-pane", "-p", "-t", "h")
+            if "EXIT=" in screen:
+                break
+        assert "EXIT=0" in screen, screen
+    finally:
+        tmux("kill-server", check=False)
