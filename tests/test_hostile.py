@@ -246,3 +246,58 @@ def test_real_terminal_shows_no_injected_sequences(hostile, tmp_path):
         assert "EXIT=0" in screen, screen
     finally:
         tmux("kill-server", check=False)
+
+
+# ---------------------------------------------------------------- owner details under one pid
+
+STAGES = r"""
+import os, socket, sys
+s = socket.socket()
+s.set_inheritable(True)
+print(s.fileno(), os.fstat(s.fileno()).st_ino, flush=True)
+sys.stdin.readline()
+os.setresgid(1001, 1001, 1001)
+os.setresuid(1001, 1001, 1001)  # a uid change without exec
+print("setuid", flush=True)
+sys.stdin.readline()
+# exec another program, keeping the socket (the interpreter sits under /root, which uid 1001
+# may not enter: /bin/sh it is)
+os.execv("/bin/sh", ["/bin/sh", "-c", "echo exec; read x", "second-life"])
+"""
+
+
+def test_owner_details_follow_setuid_and_exec(monkeypatch):
+    from sockscope.collectors import owners as owners_mod
+
+    monkeypatch.setattr(owners_mod, "META_INTERVAL", 0.0)
+    p = subprocess.Popen([PY, "-c", STAGES, "first-life"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         cwd="/")
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        fd, inode = map(int, p.stdout.readline().split())
+        index = owners_mod.OwnerIndex()
+
+        def owner():
+            found = index.lookup({inode}, incremental=True)[inode]
+            assert [(o.pid, o.fd) for o in found] == [(p.pid, fd)]
+            return found[0]
+
+        first = owner()
+        assert first.user == "root" and "first-life" in first.cmdline
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "setuid"
+        second = owner()  # no fd changed: only the re-validation can see it
+        assert second.user != "root" and index.process(p.pid).uid == 1001
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "exec"
+        third = owner()
+        assert third.cmdline is not None and "second-life" in third.cmdline and "first-life" not in third.cmdline
+        assert third.user == second.user and third.process == "sh"
+        # A full scan agrees, and the earlier Owner objects were not changed in place.
+        assert index.lookup({inode})[inode][0].cmdline == third.cmdline
+        assert first.user == "root" and "first-life" in first.cmdline
+    finally:
+        p.kill()
+        p.wait(5)

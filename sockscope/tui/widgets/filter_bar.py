@@ -69,6 +69,11 @@ class FilterBar(Vertical):
     @on(Input.Changed, "#filter-input")
     def _changed(self, event: Input.Changed) -> None:
         event.stop()
+        if not event.value.isprintable():
+            # A paste can carry ESC or other controls, which the input would draw raw;
+            # no filter needs them.
+            self.input.value = "".join(ch for ch in event.value if ch.isprintable())
+            return
         self.post_message(self.Changed(event.value))
 
     @on(Input.Submitted, "#filter-input")
