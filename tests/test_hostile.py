@@ -301,3 +301,92 @@ def test_owner_details_follow_setuid_and_exec(monkeypatch):
     finally:
         p.kill()
         p.wait(5)
+
+
+# ---------------------------------------------------------------- crashes and harsh outputs
+
+CRASHER = r"""
+import sys
+from sockscope.tui.app import SockscopeApp
+def boom(self):
+    raise RuntimeError("injected crash \x1b[2J")
+SockscopeApp.action_pause = boom
+from sockscope.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_tui_crash_restores_the_terminal_logs_and_exits_nonzero(netns, tmp_path):
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    state = tmp_path / "state"
+    tmux("kill-server", check=False)
+    tmux("-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "-s", "c",
+         f"cd {os.getcwd()}; XDG_STATE_HOME={state} {PY} {script} tui --netns {netns.name} --interval 3600; "
+         f"echo EXIT=$?; sleep 30")
+    try:
+        for _ in range(150):
+            time.sleep(0.2)
+            if "Listening" in tmux("capture-pane", "-p", "-t", "c"):
+                break
+        assert tmux("display-message", "-p", "-t", "c", "#{alternate_on}").strip() == "1"
+        tmux("send-keys", "-t", "c", "p")
+        screen = ""
+        for _ in range(100):
+            time.sleep(0.2)
+            screen = tmux("capture-pane", "-e", "-J", "-p", "-t", "c")  # -J: wrapped lines joined
+            if "EXIT=" in screen:
+                break
+        assert "EXIT=1" in screen, screen
+        # The terminal is back: main screen, and only the one line (plus the shell's echo).
+        assert tmux("display-message", "-p", "-t", "c", "#{alternate_on}").strip() == "0"
+        lines = [line for line in SGR.sub("", screen).splitlines() if line.strip()]
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("sockscope: internal error (RuntimeError: injected crash \\x1b[2J)"), lines
+        assert "Traceback" not in screen and "\x1b[2J" not in screen
+        log = state / "sockscope" / "crash.log"
+        assert lines[0].endswith(f"; traceback in {log}"), lines
+        assert os.stat(log).st_mode & 0o777 == 0o600
+        text = log.read_text()
+        assert "Traceback" in text and "injected crash" in text and len(text) < 300_000
+    finally:
+        tmux("kill-server", check=False)
+
+
+def test_write_errors_are_one_line_and_nonzero(netns):
+    for args in (("list",), ("list", "--json"), ("why", "22"), ("check", "tcp", "127.0.0.1:22")):
+        with open("/dev/full", "w") as full:
+            out = subprocess.run([PY, "-m", "sockscope", *args, "--netns", netns.name], stdout=full,
+                                 stderr=subprocess.PIPE, text=True, timeout=60)
+        assert out.returncode == 1, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert lines[-1] == f"sockscope {args[0]}: cannot write the output: No space left on device", out.stderr
+        assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr
+    # A reader that goes away: quiet, the status of a SIGPIPE death, as ss or cat.
+    big = f"import sys; sys.argv[1:] = ['list', '--netns', {netns.name!r}]\n" + r"""
+import sockscope.cli.list_cmd as l
+def table(records, width, wide):
+    for _ in range(200):
+        sys.stdout.write("x" * 100_000 + "\n")
+    return ""
+l.render_table = table
+from sockscope.cli import main
+sys.exit(main())
+"""
+    p = subprocess.Popen([PY, "-c", big], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.read(1000)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(60) == 141, err
+    assert "Traceback" not in err and "Broken pipe" not in err and "Exception ignored" not in err
+
+
+def test_without_a_terminal_the_tui_says_so_and_exits_2(netns):
+    out = subprocess.run([PY, "-m", "sockscope", "--netns", netns.name], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stdout == ""  # no escape codes written into a file or pipe
+    assert out.stderr.strip() == ("sockscope tui: the live UI needs a terminal (stdin and stdout); "
+                                  "for a one-shot table use `sockscope list` (or `list --json`)")
