@@ -89,12 +89,16 @@ async def test_keys_in_the_burst_after_slash_go_to_the_filter():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await app.wait_for(lambda v: True)
-        await pilot.pause()
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if app.focused is app.table():
+                break
+        assert app.focused is app.table()
         sort_before = app.settings.sort
         # As a paste or a slow ssh link delivers them: all queued before any is handled.
         for key, ch in (("slash", "/"), ("p", "p"), ("s", "s"), ("g", "g"), ("n", "n"), ("x", "x")):
             app.post_message(events.Key(key, ch))
-        for _ in range(20):
+        for _ in range(200):
             await pilot.pause(0.02)
             if app.query_one("#filter-input").value == "psgnx":
                 break
