@@ -8,6 +8,7 @@ the UI thread, which only swaps finished views into the tables (`apply_views`).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sys
 import time
 from collections import deque
@@ -152,8 +153,6 @@ class SockscopeApp(App[int]):
         stale.set_class(shown, "-show")
         self.query_one("#panes", TabbedContent).set_class(shown and self.views is not None, "-stale")
         if self.error is not None:
-            import datetime
-
             since = ""
             if self.error_since is not None and not self.fixed_time:
                 since = " since " + datetime.datetime.fromtimestamp(self.error_since).strftime("%H:%M:%S")
@@ -480,10 +479,11 @@ class SockscopeApp(App[int]):
         from .crash import write_crash_log
 
         self.stop_threads()
-        path = write_crash_log(error)
-        where = f"traceback in {path}" if path else "no log could be written"
-        self.crash_line = (f"sockscope: internal error ({type(error).__name__}: "
-                           f"{terminal_text(str(error))[:200]}); {where}")
+        if self.crash_line is None:  # the first error is the one to read; later ones follow from it
+            path = write_crash_log(error)
+            where = f"traceback in {path}" if path else "no log could be written"
+            self.crash_line = (f"sockscope: internal error ({type(error).__name__}: "
+                               f"{terminal_text(str(error))[:200]}); {where}")
         super()._handle_exception(error)
 
     def _print_error_renderables(self) -> None:
