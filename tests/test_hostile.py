@@ -475,3 +475,26 @@ async def test_tui_memory_returns_after_churn(netns):
         p.stdin.close()
         p.kill()
         p.wait(5)
+
+
+async def test_deleted_namespace_is_shown_stale_at_80x24(netns, holders):
+    from sockscope.tui import SockscopeApp
+
+    h = holders(0)
+    s = h.socket("tcp", 4)
+    assert h.bind(s, "127.0.0.1", 7400) is None
+    h.listen(s)
+    app = SockscopeApp(netns=netns.name, interval=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.wait_for(lambda v: any(r.local_port == 7400 for r in v.frame.listening))
+        subprocess.run(["ip", "netns", "delete", netns.name], check=True)
+        app.poller.request()
+        for _ in range(250):
+            if app.error:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        text = "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
+        assert "STALE" in text and netns.name in text.replace("\n", ""), text
+        assert app.query_one("#panes").has_class("-stale")
+        assert any(r.local_port == 7400 for r in app.table("listening").rows)  # the last data, dimmed
