@@ -249,3 +249,22 @@ def test_history_is_bounded():
         now[0] += 0.01  # faster than any interval allows: the count bound holds anyway
         b._take(_frame(seq, [], now[0]), now[0])
     assert len(b.history) == MAX_HISTORY
+
+
+async def test_typing_the_filter_right_at_start_up_keeps_the_focus():
+    """`/` and a filter typed before the first refresh: the table's deferred start-up
+    focus must not take the focus back (the rest would run commands: `p`, `s`, `3`)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key, ch in (("slash", "/"), ("s", "s"), ("p", "p"), ("o", "o"), ("r", "r"), ("t", "t"),
+                        ("space", " "), ("3", "3")):
+            app.post_message(events.Key(key, ch))
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if app.query_one("#filter-input").value == "sport 3":
+                break
+        await app.wait_for(lambda v: True)
+        await pilot.pause()
+        assert app.query_one("#filter-input").value == "sport 3"
+        assert not app.poller.paused and app.current_pane == "listening"
+        assert app.focused is app.query_one("#filter-input")

@@ -274,7 +274,14 @@ class SockscopeApp(App[int]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
         if pane in PANES:
-            self.call_after_refresh(self.table(pane).focus)
+            self.call_after_refresh(self._focus_table, pane)
+
+    def _focus_table(self, pane: str) -> None:
+        # Deferred until after a refresh: by then the user may have opened the filter
+        # (`/` typed right at start-up); taking the focus back would send the rest of
+        # what they type to commands.
+        if self.focused is not self.query_one("#filter-bar", FilterBar).input:
+            self.table(pane).focus()
 
     def action_filter(self) -> None:
         self.query_one("#filter-bar", FilterBar).open()
