@@ -151,9 +151,11 @@ class OwnerIndex:
         mutated ones: earlier snapshots may still be read by another thread."""
         by_inode = self._by_inode
         for pid, owned in list(self._owned.items()):
+            if not owned:  # holds no socket: its details are shown nowhere
+                continue
             old = self._owned_info.get(pid)
             info = self.process(pid, deep=True)
-            if info is None or info is old or not owned:
+            if info is None or info is old:
                 continue
             fresh: list[tuple[int, Owner]] = []
             replaced: dict[int, Owner] = {}
