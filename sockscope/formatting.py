@@ -1,8 +1,13 @@
-"""How a socket's address, options and owner are written, the same in `list` and the TUI."""
+"""How a socket's address, options and owner are written, the same in `list` and the TUI.
+
+Host strings (process, user and device names) pass `host_text()` here, so every text
+output built from these helpers is safe for a terminal; JSON does not use them.
+"""
 
 from __future__ import annotations
 
 from sockscope.model import SocketRecord
+from sockscope.sanitize import host_text
 
 
 def flag(value: bool | None, letter: str) -> str:
@@ -22,7 +27,7 @@ def endpoint(addr: str, port: int, family: int, device: str | None = None, peer:
     """As ss writes it: [v6]:port, %device after the address, an unconnected peer as *."""
     host = f"[{addr}]" if family == 6 else addr
     if device:
-        host += f"%{device}"
+        host += f"%{host_text(device)}"
     if peer and port == 0 and addr in ("0.0.0.0", "::"):
         return f"{host}:*"
     return f"{host}:{port}"
@@ -33,9 +38,9 @@ def owner_text(r: SocketRecord, with_user: bool = False) -> str:
     if not r.owners:
         return ""
     first = min(r.owners, key=lambda o: (o.pid, o.fd))
-    text = f"{first.process}/{first.pid}"
+    text = f"{host_text(first.process)}/{first.pid}"
     if with_user and first.user:
-        text += f" {first.user}"
+        text += f" {host_text(first.user)}"
     more = len({o.pid for o in r.owners}) - 1
     if more:
         text += f" +{more}"

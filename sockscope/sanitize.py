@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["host_text", "host_lines"]
+__all__ = ["host_text", "host_lines", "terminal_text"]
 
 
 def _escape_char(ch: str) -> str:
@@ -60,3 +60,22 @@ def host_lines(parts: list[str] | None) -> str:
     if not parts:
         return ""
     return " ".join(host_text(p) for p in parts)
+
+
+def _guard_char(ch: str) -> str:
+    return ch if ch.isprintable() or ch == "\n" else _escape_char(ch)
+
+
+def terminal_text(text: str) -> str:
+    """The last guard before a terminal: `text` (sockscope's own sentences, which may
+    quote host strings) with every control or invisible character except the newline
+    shown as an escape.
+
+    Unlike `host_text()` it leaves backslashes alone, so it is idempotent and can wrap
+    whole outputs whose host strings already went through `host_text()`: it changes
+    nothing then, and catches any host string that did not."""
+    if text.isprintable():
+        return text
+    if "\n" in text and all(part.isprintable() for part in text.split("\n")):
+        return text
+    return "".join(_guard_char(ch) for ch in text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -59,12 +60,46 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
+    from sockscope.sanitize import terminal_text
+
+    from .common import OutputError
+
+    if sys.stdout is None:  # started with stdout closed (`sockscope list >&-`)
+        print(f"sockscope {args.command}: cannot write the output: standard output is closed", file=sys.stderr)
+        return 1
     try:
-        return int(args._module.run(args) or 0)
+        status = int(args._module.run(args) or 0)
+        sys.stdout.flush()
+        return status
     except UsageError as exc:
-        print(f"sockscope {args.command}: {host_text(str(exc))}", file=sys.stderr)
+        print(f"sockscope {args.command}: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        return _quiet_broken_pipe()
+    except (OutputError, OSError) as exc:
+        # A full disk, a closed descriptor: one line, never a traceback. (OSErrors of
+        # the collectors become UsageErrors before they get here; what is left is output.)
+        _drop_stdout()
+        text = str(exc) if isinstance(exc, OutputError) else (exc.strerror or str(exc))
+        print(f"sockscope {args.command}: cannot write the output: {terminal_text(text)}", file=sys.stderr)
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush of what is still
+    buffered does not fail again (and print "Exception ignored ...")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`sockscope list | head -1`): stop quietly, with the status a
+    process killed by SIGPIPE has, as ss or cat would."""
+    _drop_stdout()
+    return 128 + 13

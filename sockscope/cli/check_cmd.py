@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from sockscope.predict.candidate import CandidateInputError, parse_candidate
 from sockscope.predict.types import Candidate
 
-from .common import add_collection_arguments, take_snapshot
+from .common import add_collection_arguments, take_snapshot, warn, write_out
 
 EXIT = {"ok": 0, "conflict": 1, "unknown": 3}
 
@@ -154,7 +154,7 @@ def _check_once(args: argparse.Namespace, cand):
     # then looked up for a handful of sockets, not the whole host.
     snapshot = take_snapshot(args, protos=(cand.proto,), port=cand.port or None)
     if snapshot.limitation and not args.json:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     # Again with the namespace's interfaces, which numeric scopes (%2) name.
     cand, input_notes = build_candidate(args, snapshot.facts.interfaces)
     try:
@@ -167,9 +167,9 @@ def _check_once(args: argparse.Namespace, cand):
 
 def _print(args: argparse.Namespace, verdict) -> None:
     if args.json:
-        sys.stdout.write(json.dumps(verdict.to_json()) + "\n")
+        write_out(json.dumps(verdict.to_json()) + "\n", raw=True)
     else:
-        sys.stdout.write(render_verdict(verdict))
+        write_out(render_verdict(verdict))
 
 
 # --wait re-checks at the predicted moment, and at least this often otherwise (a listener

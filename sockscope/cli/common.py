@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+from sockscope.sanitize import terminal_text
 
 NETNS_HELP = (
     "read another network namespace: an `ip netns` name, pid:PID (the namespace of that "
     "process), a container name or id (a unique prefix), or a path to a namespace file"
 )
+
+
+class OutputError(Exception):
+    """Standard output cannot be written (a full disk, a closed descriptor): one line, exit 1."""
+
+
+def write_out(text: str, *, raw: bool = False) -> None:
+    """Write `text` to standard output. Text passes the terminal guard (host strings in it
+    should already have passed `host_text()`; this catches any that did not); `raw` is for
+    JSON, which escapes every control character itself. A broken pipe propagates (the
+    reader left: a quiet exit); other write errors become OutputError."""
+    try:
+        sys.stdout.write(text if raw else terminal_text(text))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc.strerror or str(exc)) from None
+
+
+def warn(text: str) -> None:
+    """One line on standard error, through the terminal guard (it may quote host strings)."""
+    try:
+        print(f"sockscope: {terminal_text(text)}", file=sys.stderr)
+    except OSError:
+        pass  # nowhere left to say it
 
 
 def add_collection_arguments(parser: argparse.ArgumentParser, all_netns: bool = False) -> None:

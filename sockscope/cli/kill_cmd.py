@@ -20,7 +20,9 @@ from typing import Any
 
 from sockscope.predict.freeing import SIGTERM_WAIT_S
 
-from .common import add_collection_arguments, take_snapshot
+from sockscope.sanitize import terminal_text
+
+from .common import add_collection_arguments, take_snapshot, write_out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +97,7 @@ def _destroy(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
 
     from sockscope.predict.freeing import destroy_preview
 
-    print("\n".join(destroy_preview(recs, snapshot)))
+    write_out("\n".join(destroy_preview(recs, snapshot)) + "\n")
     if not confirm("Destroy these sockets?", args):
         _not_confirmed(args)
         return 1
@@ -105,9 +107,9 @@ def _destroy(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
             destroy_socket(r, args.netns)
         except ActionError as exc:
             failed += 1
-            print(f"sockscope kill: {describe(r)}: {exc.strerror or exc}", file=sys.stderr)
+            print(terminal_text(f"sockscope kill: {describe(r)}: {exc.strerror or exc}"), file=sys.stderr)
         else:
-            print(f"destroyed: {describe(r)}")
+            write_out(f"destroyed: {describe(r)}\n")
     return 1 if failed else 0
 
 
@@ -127,7 +129,7 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
     from sockscope.predict.freeing import process_preview
 
     cmdlines = {pid: read_cmdline(pid) for pid in owners}
-    print("\n".join(process_preview(owners, snapshot, cmdlines, SIGTERM_WAIT_S)))
+    write_out("\n".join(process_preview(owners, snapshot, cmdlines, SIGTERM_WAIT_S)) + "\n")
     if not confirm("Send SIGTERM to these processes?", args):
         _not_confirmed(args)
         return 1
@@ -138,18 +140,18 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
             handles.append(ProcessHandle(pid, inode_of[pid]))
         except ActionError as exc:
             failed += 1
-            print(f"sockscope kill: {exc.strerror or exc}", file=sys.stderr)
+            print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
     try:
         for h in handles:
             try:
                 h.send(signal.SIGTERM)
-                print(f"SIGTERM sent to pid {h.pid}")
+                write_out(f"SIGTERM sent to pid {h.pid}\n")
             except ActionError as exc:
                 failed += 1
-                print(f"sockscope kill: {exc.strerror or exc}", file=sys.stderr)
+                print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
         for h in handles:
             if h.wait_exit(SIGTERM_WAIT_S):
-                print(f"pid {h.pid} exited")
+                write_out(f"pid {h.pid} exited\n")
                 continue
             question = f"pid {h.pid} is still running {SIGTERM_WAIT_S:.0f} s after SIGTERM. Send SIGKILL?"
             if not (args.sigkill or (not args.yes and confirm(question, args))):
@@ -158,10 +160,10 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
                 continue
             try:
                 h.send(signal.SIGKILL)
-                print(f"SIGKILL sent to pid {h.pid}")
+                write_out(f"SIGKILL sent to pid {h.pid}\n")
             except ActionError as exc:
                 failed += 1
-                print(f"sockscope kill: {exc.strerror or exc}", file=sys.stderr)
+                print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
     finally:
         for h in handles:
             h.close()

@@ -13,7 +13,7 @@ from sockscope.sanitize import host_text
 from sockscope.serialize import records_to_json
 
 from . import UsageError
-from .common import add_collection_arguments, take_snapshot
+from .common import add_collection_arguments, take_snapshot, warn, write_out
 
 OPTIONS_HELP = (
     "The OPT column shows three flags: A = SO_REUSEADDR, P = SO_REUSEPORT, 6 = IPV6_V6ONLY; "
@@ -143,12 +143,11 @@ def run(args: argparse.Namespace) -> int:
         protos = ("udp",)
     snapshot = take_snapshot(args, states=wanted, protos=protos)
     if snapshot.limitation:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     records = select(snapshot, port, pid)
     if args.json:
-        sys.stdout.write(records_to_json(records) + "\n")
+        write_out(records_to_json(records) + "\n", raw=True)
     else:
         width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
-        sys.stdout.write(render_table(records, width, args.wide))
-    sys.stdout.flush()
+        write_out(render_table(records, width, args.wide))
     return 0

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from sockscope.sanitize import host_text
 
-from .common import take_snapshot
+from .common import take_snapshot, warn, write_out
 
 EXIT = {"ok": 0, "conflict": 1, "unknown": 3}
 
@@ -63,7 +62,7 @@ def find_socket(snapshot, spec: str):
 def _snapshot(args: argparse.Namespace):
     snapshot = take_snapshot(args)
     if snapshot.limitation and not args.json:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     return snapshot
 
 
@@ -79,10 +78,10 @@ def run_like(args: argparse.Namespace) -> int:
     if args.json:
         out = verdict.to_json()
         out["like"] = rec.to_json()
-        sys.stdout.write(json.dumps(out) + "\n")
+        write_out(json.dumps(out) + "\n", raw=True)
     else:
-        sys.stdout.write(f"Another socket like {describe(rec)}:\n")
-        sys.stdout.write(render_verdict(verdict))
+        write_out(f"Another socket like {describe(rec)}:\n")
+        write_out(render_verdict(verdict))
     return EXIT[verdict.verdict]
 
 
@@ -101,11 +100,11 @@ def run_restart(args: argparse.Namespace) -> int:
     if not any(o.pid == pid for r in snapshot.sockets for o in r.owners):
         raise UsageError(f"pid {pid} holds no TCP or UDP socket in this network namespace")
     if args.json:
-        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        write_out(json.dumps(report.to_json()) + "\n", raw=True)
         return EXIT[report.verdict]
     name = host_text(report.process) if report.process else "?"
     if not report.items:
-        sys.stdout.write(f"OK: pid {pid} ({name}) has no listening or bound socket to bind again.\n")
+        write_out(f"OK: pid {pid} ({name}) has no listening or bound socket to bind again.\n")
         return 0
     word = {"ok": "OK", "conflict": "CONFLICT", "unknown": "UNKNOWN"}[report.verdict]
     summary = {
@@ -123,5 +122,5 @@ def run_restart(args: argparse.Namespace) -> int:
             out.append("   stays open: another process holds it too, so it need not bind again.\n")
             continue
         out.append("   " + render_verdict(item.verdict, width=77).rstrip("\n").replace("\n", "\n   "))
-    sys.stdout.write("\n".join(out).rstrip("\n") + "\n")
+    write_out("\n".join(out).rstrip("\n") + "\n")
     return EXIT[report.verdict]

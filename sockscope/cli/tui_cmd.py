@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from . import UsageError
 from .common import add_collection_arguments, resolve_netns
@@ -44,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
     except CollectorError as exc:
         raise UsageError(str(exc)) from None
 
+    # Without a terminal the app would write escape codes into a file or pipe forever.
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the live UI needs a terminal (stdin and stdout); "
+                         "for a one-shot table use `sockscope list` (or `list --json`)")
+
     from sockscope.tui import SockscopeApp
 
     app = SockscopeApp(netns=target, method=args.collector, interval=args.interval, readonly=readonly(args),
                        all_netns=args.all_netns, netns_label=label)
     result = app.run()
+    if app.return_code:  # a crash (the one line was printed) or an error exit
+        return app.return_code
     return int(result or 0)

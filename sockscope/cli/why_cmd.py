@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from sockscope.userinput import InputError, parse_port
 
-from .common import add_collection_arguments, take_snapshot
+from .common import add_collection_arguments, take_snapshot, warn, write_out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     proto = "udp" if args.udp else "tcp"
     snapshot = take_snapshot(args, protos=(proto,), port=port)
     if snapshot.limitation and not args.json:
-        print(f"sockscope: {snapshot.limitation}", file=sys.stderr)
+        warn(snapshot.limitation)
     report = why_port(snapshot, proto, port, addr, family)
     if args.json:
-        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        write_out(json.dumps(report.to_json()) + "\n", raw=True)
     else:
-        sys.stdout.write(report.text + "\n")
+        write_out(report.text + "\n")
     return 0

@@ -1,7 +1,12 @@
 """inode -> the processes (and fds) holding each socket, by scanning /proc/*/fd.
 
-What `ss -p` does, cached across refreshes: process details are kept per
-(pid, start time), so a reused pid is noticed and re-read.
+What `ss -p` does, cached across refreshes. Process details (name, user, command line)
+are re-validated, not trusted for a pid's life: a process may exec another program or
+change its uid (setuid, then exec) under the same pid and start time. Every scan reads
+/proc/PID/stat (start time, comm: a reused pid, most execs); every META_INTERVAL seconds
+the processes that hold sockets are checked deeper: /proc/PID/status (effective uid), the
+exe link and the command line. Any change re-reads the details. (The deep check costs
+about three times the stat read, so it is not done for every process on every scan.)
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ MIN_FULL_INTERVAL = 5.0
 # A full rescan to resolve new sockets is allowed once this many times its own cost has
 # passed: every few hundred ms on an ordinary host, every MIN_FULL_INTERVAL on a huge one.
 FULL_COST_FACTOR = 10.0
+META_INTERVAL = 2.0  # seconds between re-validations of the known owners' details
 
 
 @dataclass(slots=True)
@@ -27,8 +33,29 @@ class ProcessInfo:
     start: int  # field 22 of /proc/PID/stat, clock ticks since boot: tells a reused pid
     name: str
     user: str | None
-    uid: int | None
+    uid: int | None  # effective uid (/proc/PID/status), None when unreadable
     cmdline: list[str]
+    exe: str | None = None  # the /proc/PID/exe link (None: unreadable, or a kernel thread)
+    raw_cmdline: str = ""  # as read, to notice an exec of the same program with other arguments
+
+
+def parse_status_uid(text: str) -> int | None:
+    """The effective uid from /proc/PID/status ("Uid:\treal\teffective\tsaved\tfs")."""
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            fields = line.split()
+            try:
+                return int(fields[2])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def _read_exe(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # kernel thread, gone, or no ptrace rights (not root)
+        return None
 
 
 def _read_text(path: str) -> str | None:
@@ -61,6 +88,8 @@ class OwnerIndex:
         self._starts: dict[int, int] = {}  # pid -> start time of the process _fds describes
         # pid -> the Owner records built from its unchanged fd table, reused as they are
         self._owned: dict[int, list[tuple[int, Owner]]] = {}
+        self._owned_info: dict[int, ProcessInfo] = {}  # pid -> the details _owned was built from
+        self._meta_at = 0.0
         self._by_inode: dict[int, list[Owner]] = {}
         self._scanned = False
         self._full_at = 0.0
@@ -85,9 +114,12 @@ class OwnerIndex:
             self._users[uid] = name
         return name
 
-    def process(self, pid: int) -> ProcessInfo | None:
-        """Details of a live pid, from cache unless the pid was reused."""
-        stat = _read_text(f"{self.proc}/{pid}/stat")
+    def process(self, pid: int, deep: bool = True) -> ProcessInfo | None:
+        """Details of a live pid: the cached object while the process is the same program
+        under the same uid, a new one after a reused pid, an exec or a uid change. Not
+        `deep`: only the start time and comm are compared (one read)."""
+        base = f"{self.proc}/{pid}"
+        stat = _read_text(f"{base}/stat")
         if stat is None:
             self._procs.pop(pid, None)
             return None
@@ -96,15 +128,28 @@ class OwnerIndex:
         except (ValueError, IndexError):
             return None
         info = self._procs.get(pid)
-        if info is not None and info.start == start:
+        if not deep and info is not None and info.start == start and info.name == comm:
             return info
-        try:
-            uid: int | None = os.stat(f"{self.proc}/{pid}").st_uid
-        except OSError:
-            uid = None
-        raw = _read_text(f"{self.proc}/{pid}/cmdline") or ""
+        status = _read_text(f"{base}/status")
+        uid = parse_status_uid(status) if status is not None else None
+        if uid is None:
+            try:
+                uid = os.stat(base).st_uid
+            except OSError:
+                uid = None
+        exe = _read_exe(f"{base}/exe")
+        raw = _read_text(f"{base}/cmdline") or ""
+        if (
+            info is not None
+            and info.start == start
+            and info.name == comm
+            and info.uid == uid
+            and info.exe == exe
+            and info.raw_cmdline == raw
+        ):
+            return info
         cmdline = [a for a in raw.split("\0") if a] if raw else []
-        info = ProcessInfo(start, comm, self.user_name(uid) if uid is not None else None, uid, cmdline)
+        info = ProcessInfo(start, comm, self.user_name(uid) if uid is not None else None, uid, cmdline, exe, raw)
         self._procs[pid] = info
         return info
 
@@ -113,6 +158,31 @@ class OwnerIndex:
         for pid in [p for p in self._procs if p not in alive]:
             del self._procs[pid]
             self._starts.pop(pid, None)
+
+    def _revalidate(self) -> None:
+        """Re-read the details of every process that holds a known socket; where they
+        changed (exec, setuid), its sockets get new Owner records. New lists, never
+        mutated ones: earlier snapshots may still be read by another thread."""
+        by_inode = self._by_inode
+        for pid, owned in list(self._owned.items()):
+            if not owned:  # holds no socket: its details are shown nowhere
+                continue
+            old = self._owned_info.get(pid)
+            info = self.process(pid, deep=True)
+            if info is None or info is old:
+                continue
+            fresh: list[tuple[int, Owner]] = []
+            replaced: dict[int, Owner] = {}
+            for inode, owner in owned:
+                new = Owner(pid, owner.fd, info.name, info.user, info.cmdline)
+                fresh.append((inode, new))
+                replaced[id(owner)] = new
+            for inode, _owner in owned:
+                owners = by_inode.get(inode)
+                if owners is not None:
+                    by_inode[inode] = [replaced.get(id(o), o) for o in owners]
+            self._owned[pid] = fresh
+            self._owned_info[pid] = info
 
     def lookup(self, inodes: Collection[int], incremental: bool = False) -> dict[int, list[Owner]]:
         """Every (pid, fd) holding one of `inodes`, with process details.
@@ -130,6 +200,9 @@ class OwnerIndex:
         now = time.monotonic()
         if not incremental or not self._scanned or now - self._full_at > FULL_INTERVAL:
             return self._full(wanted, now)
+        if now - self._meta_at >= META_INTERVAL:
+            self._meta_at = now
+            self._revalidate()
         # Sockets that left the dump since last time: the fd numbers that held them may now
         # hold new sockets (fd numbers are reused), so those fds are read again.
         gone = self._last_wanted - wanted
@@ -177,6 +250,7 @@ class OwnerIndex:
         old_fds = self._fds if incremental else {}
         new_fds: dict[int, dict[str, int]] = {}
         new_owned: dict[int, list[tuple[int, Owner]]] = {}
+        new_info: dict[int, ProcessInfo] = {}
         old_owned = self._owned if incremental else {}
         by_inode: dict[int, list[Owner]] = {}
         try:
@@ -193,7 +267,7 @@ class OwnerIndex:
                 continue
             except OSError:  # the process exited meanwhile
                 continue
-            info = self.process(pid)
+            info = self.process(pid, deep=False)
             if info is None:
                 continue
             before = old_fds.get(pid)
@@ -202,6 +276,7 @@ class OwnerIndex:
             if (
                 before is not None
                 and pid in old_owned
+                and self._owned_info.get(pid) is info  # same program, same uid: same details
                 and len(names) == len(before)
                 and before.keys() >= set(names)
                 and not (stale and any(inode in stale for inode, _ in old_owned[pid]))
@@ -232,6 +307,7 @@ class OwnerIndex:
                 else:
                     owners.append(owner)
             new_owned[pid] = owned
+            new_info[pid] = info
             new_fds[pid] = sockets
             self._starts[pid] = info.start
         for owners in by_inode.values():
@@ -242,6 +318,7 @@ class OwnerIndex:
             self._starts.pop(pid, None)
         self._fds = new_fds
         self._owned = new_owned
+        self._owned_info = new_info
         self._by_inode = by_inode
         self._scanned = True
         self.denied = denied

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 
 from sockscope.model import HostFacts, Snapshot
+from sockscope.sanitize import host_text
 
 from .addresses import EndpointError, bind_addr, format_endpoint
 from .ephemeral import check_ephemeral
@@ -52,8 +53,8 @@ def normalise(snapshot: Snapshot, cand: Candidate) -> tuple[Me, str | None]:
     if cand.device:
         found = facts.ifindex(cand.device)
         if found is None:
-            known = ", ".join(sorted(facts.interfaces.values())) or "none"
-            raise CandidateError(f"no interface {cand.device!r} in this network namespace (interfaces: {known})")
+            known = ", ".join(host_text(n) for n in sorted(facts.interfaces.values())) or "none"
+            raise CandidateError(f"no interface {host_text(cand.device)!r} in this network namespace (interfaces: {known})")
         ifindex = found
     v6only = facts.bindv6only if cand.v6only is None else cand.v6only
     if cand.family == 4:
@@ -111,7 +112,7 @@ def precheck(snapshot: Snapshot, cand: Candidate, me: Me, einval_mapped: str | N
         if ip.is_link_local and not cand.device:
             return "EINVAL", f"{cand.addr} is link-local: binding it needs an interface (a %scope or --device)"
         if facts.complete and not ip.is_multicast and not facts.ipv6_nonlocal_bind and not _v6_is_local(facts, str(ip), cand.device):
-            where = f" on {cand.device}" if cand.device else ""
+            where = f" on {host_text(cand.device)}" if cand.device else ""
             return "EADDRNOTAVAIL", f"{cand.addr} is not a usable address{where} in this network namespace (absent, or still tentative)"
     return None
 

@@ -8,6 +8,7 @@ the UI thread, which only swaps finished views into the tables (`apply_views`).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ from sockscope.model import Snapshot, SocketRecord
 from sockscope.sanitize import host_text
 
 from sockscope.formatting import endpoint
+from sockscope.sanitize import terminal_text
 
 from .keys import bindings, palette_keys
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
@@ -69,6 +71,8 @@ class SockscopeApp(App[int]):
         self.blockers: frozenset[Ident] = frozenset()
         self.blockers_text = ""
         self.error: str | None = None
+        self.error_since: float | None = None  # wall clock of the first failure in a row
+        self.error_seq = -1  # the frame on screen when collection failed
         self.apply_times: deque[float] = deque(maxlen=10_000)
         self.applied = 0
         self.builder = ViewBuilder(clock=clock)
@@ -80,6 +84,7 @@ class SockscopeApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatsHeader(id="header")
         yield Static(id="notice")
+        yield Static(id="stale", markup=False)
         yield Static(id="blockers-banner")
         with TabbedContent(initial="listening", id="panes"):
             for i, pane in enumerate(PANES, 1):
@@ -124,13 +129,35 @@ class SockscopeApp(App[int]):
 
     def on_collector_failed(self, message: CollectorFailed) -> None:
         self.error = message.error
+        if self.error_since is None:
+            self.error_since = self.clock()
+        self.error_seq = self.views.frame.seq if self.views is not None else -1
+        self._show_stale()
         self._update_header()
+
+    def _show_stale(self) -> None:
+        """A failed collection gets its own line, above the panes, so that it is readable
+        at 80x24; the tables are dimmed: what they show is the last good data."""
+        stale = self.query_one("#stale", Static)
+        shown = self.error is not None
+        stale.set_class(shown, "-show")
+        self.query_one("#panes", TabbedContent).set_class(shown and self.views is not None, "-stale")
+        if self.error is not None:
+            since = ""
+            if self.error_since is not None and not self.fixed_time:
+                since = " since " + datetime.datetime.fromtimestamp(self.error_since).strftime("%H:%M:%S")
+            what = "STALE" if self.views is not None else "NO DATA"
+            stale.update(Text(f"⚠ {what}{since}: {terminal_text(self.error)}; retrying",
+                              no_wrap=False))
 
     def apply_views(self, views: Views) -> None:
         """The UI thread's share of a refresh: swap in the panes that changed (timed)."""
         start = time.perf_counter()
         self.views = views
-        self.error = None
+        if self.error is not None and views.frame.seq > self.error_seq:
+            # A frame newer than the failure: collection works again.
+            self.error = self.error_since = None
+            self._show_stale()
         several = views.frame.namespaces is not None and len(views.frame.namespaces) > 1
         for pane in PANES:
             table = self.table(pane)
@@ -144,7 +171,7 @@ class SockscopeApp(App[int]):
         limitation = views.frame.limitation
         notice.set_class(bool(limitation), "-show")
         if limitation:
-            notice.update(Text("⚠ " + limitation))
+            notice.update(Text("⚠ " + terminal_text(limitation)))
         self.applied += 1
         self.apply_times.append(time.perf_counter() - start)
 
@@ -185,7 +212,7 @@ class SockscopeApp(App[int]):
             status=self._status(),
             history=views.history if views else [],
             paused=self.poller.paused,
-            error=self.error,
+            error="STALE" if self.error else None,  # the error itself has its own line (#stale)
         )
 
     def _update_tabs(self) -> None:
@@ -197,7 +224,7 @@ class SockscopeApp(App[int]):
             pv = views.panes[pane]
             n = pv.total
             if self.settings.predicate is not None:
-                shown = sum(g.count for g in pv.rows) if pv.mode == "timewait-groups" else len(pv.rows) - len(pv.gone)
+                shown = pv.shown
                 label = f"{i} {PANE_TITLES[pane]} {shown:,}/{n:,}"
             else:
                 label = f"{i} {PANE_TITLES[pane]} {n:,}"
@@ -260,7 +287,14 @@ class SockscopeApp(App[int]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
         if pane in PANES and self.screen_stack:  # not while shutting down
-            self.call_after_refresh(self.table(pane).focus)
+            self.call_after_refresh(self._focus_table, pane)
+
+    def _focus_table(self, pane: str) -> None:
+        # Deferred until after a refresh: by then the user may have opened the filter
+        # (`/` typed right at start-up); taking the focus back would send the rest of
+        # what they type to commands.
+        if self.focused is not self.query_one("#filter-bar", FilterBar).input:
+            self.table(pane).focus()
 
     def action_filter(self) -> None:
         self.query_one("#filter-bar", FilterBar).open()
@@ -479,8 +513,8 @@ class SockscopeApp(App[int]):
                     n = sum(1 for k in blockers if k in self.views.panes[pane].by_ident)
                     if n:
                         where.append(f"{PANE_TITLES[pane]} {n}")
-            banner.update(f"! bind check {text}: {len(blockers)} blocker(s) marked ! "
-                          f"({', '.join(where) or 'not shown'}) · x clears")
+            banner.update(Text(terminal_text(f"! bind check {text}: {len(blockers)} blocker(s) marked ! "
+                                             f"({', '.join(where) or 'not shown'}) · x clears")))
 
     def action_clear_blockers(self) -> None:
         self.set_blockers(frozenset(), "")
@@ -497,6 +531,33 @@ class SockscopeApp(App[int]):
 
     def action_details(self) -> None:
         self.open_details()
+
+    # ------------------------------------------------------------ crashes
+
+    crash_line: str | None = None
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An unexpected exception: Textual restores the terminal and exits with status
+        1; instead of a screenful of traceback the user gets one line and the log's path."""
+        from .crash import write_crash_log
+
+        self.stop_threads()
+        if self.crash_line is None:  # the first error is the one to read; later ones follow from it
+            path = write_crash_log(error)
+            where = f"traceback in {path}" if path else "no log could be written"
+            self.crash_line = (f"sockscope: internal error ({type(error).__name__}: "
+                               f"{terminal_text(str(error))[:200]}); {where}")
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        if self.crash_line is None:
+            super()._print_error_renderables()
+            return
+        self._exit_renderables.clear()
+        try:
+            print(self.crash_line.replace("\n", " "), file=sys.stderr)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------ test and benchmark hooks
 

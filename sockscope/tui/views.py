@@ -22,6 +22,11 @@ from .columns import DEFAULT_SORT, LISTEN_STATES, PANE_COLUMNS, PANES, GroupRow,
 
 MARK_SECONDS = 2.0  # how long new rows stay green and vanished rows stay dimmed
 HISTORY_SECONDS = 600.0  # the sparkline's span
+# Bounds of the builder's own memory, whatever the host does. A refresh in which more
+# sockets appear or vanish than MAX_MARKS marks none of them one by one (a mass change is
+# news as a count, not as 100,000 green rows) and keeps no ghost records alive.
+MAX_MARKS = 5_000  # per pane: new-row marks, and vanished rows kept as ghosts
+MAX_HISTORY = 4_096  # sparkline points (600 s at the fastest interval, 0.1 s, would be 6,000)
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +98,7 @@ class PaneView:
     rows: list[Any]
     by_ident: dict[Ident, Any]  # every live record of the pane (and ghosts), filtered or not
     total: int  # live records in the pane before filtering
+    shown: int  # live records that pass the filter (ghosts not counted): never > total, never < 0
     new: dict[Ident, float]  # ident -> until (clock)
     gone: dict[Ident, float]
     groups: dict[tuple[str, str, int], int]
@@ -172,7 +178,7 @@ class ViewBuilder:
         self.others_gen = -1
         self.other_counts: Counter[str] = Counter()
         self.listen_counts: Counter[str] = Counter()
-        self.history: deque[tuple[float, int]] = deque()
+        self.history: deque[tuple[float, int]] = deque(maxlen=MAX_HISTORY)
         self.views: dict[str, PaneView] = {}
         self.settings: Settings | None = None
 
@@ -185,11 +191,16 @@ class ViewBuilder:
         new = self.new[pane]
         if prev is not None:
             until = now + self.mark_seconds
-            for k in index.keys() - prev.keys():
-                new[k] = until
+            appeared = index.keys() - prev.keys()
+            for k in appeared:
                 ghosts.pop(k, None)
-            for k in prev.keys() - index.keys():
-                ghosts[k] = (prev[k], until)
+            if len(appeared) + len(new) <= MAX_MARKS:
+                for k in appeared:
+                    new[k] = until
+            vanished = prev.keys() - index.keys()
+            if len(vanished) + len(ghosts) <= MAX_MARKS:
+                for k in vanished:
+                    ghosts[k] = (prev[k], until)
         self.index[pane] = index
         self.base[pane] = records
 
@@ -256,15 +267,17 @@ class ViewBuilder:
     def _build_pane(self, pane: str, settings: Settings, now: float) -> PaneView:
         base = self.base[pane]
         ghosts = self.ghosts[pane]
-        rows: list[Any] = base + [g[0] for g in ghosts.values()] if ghosts else base
         pred = settings.predicate
-        if pred is not None:
-            rows = [r for r in rows if pred(r)]
+        live = base if pred is None else [r for r in base if pred(r)]
+        ghost_rows = [g[0] for g in ghosts.values()] if ghosts else []
+        if pred is not None and ghost_rows:
+            ghost_rows = [r for r in ghost_rows if pred(r)]
+        rows: list[Any] = live + ghost_rows if ghost_rows else live
         mode = pane
         by_ident: dict[Any, Any]
         if pane == "timewait" and settings.tw_grouped:
             mode = "timewait-groups"
-            rows = _group_rows([r for r in rows if ident(r) not in ghosts] if ghosts else rows)
+            rows = _group_rows(live)
             by_ident = {g.identity: g for g in rows}
         else:
             by_ident = dict(self.index[pane] or {})
@@ -282,6 +295,7 @@ class ViewBuilder:
             rows=rows,
             by_ident=by_ident,
             total=len(base),
+            shown=len(live),
             new=dict(self.new[pane]),
             gone={k: until for k, (_r, until) in ghosts.items()},
             groups=self.groups if pane == "listening" else {},

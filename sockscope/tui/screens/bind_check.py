@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from sockscope.formatting import endpoint as write_endpoint
 from sockscope.model import Snapshot
+from sockscope.sanitize import terminal_text
 
 from ..keys import bindings
 from ..columns import ident
@@ -109,7 +110,7 @@ class BindCheckScreen(ModalScreen[None]):
                 interfaces=snapshot.facts.interfaces if snapshot is not None else None,
             )
         except CandidateInputError as exc:
-            self.show(Text(str(exc), style="bold red"))
+            self.show(Text(terminal_text(str(exc)), style="bold red"))
             return
         self.candidate = candidate
         self.notes = notes
@@ -125,7 +126,7 @@ class BindCheckScreen(ModalScreen[None]):
     def _done(self, candidate: Any, verdict: Any, error: str | None) -> None:
         self.verdict = verdict
         if verdict is None:
-            self.show(Text(error or UNAVAILABLE, style="yellow"))
+            self.show(Text(terminal_text(error or UNAVAILABLE), style="yellow"))
             return
         blockers = frozenset(ident(b.socket) for b in (verdict.blockers or []))
         text = verdict_text(verdict, width=text_width(self))

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Label, Static
 from sockscope.model import Snapshot, SocketRecord
 
 from sockscope.formatting import endpoint, flag, options_text
-from sockscope.sanitize import host_text
+from sockscope.sanitize import host_lines, host_text, terminal_text
 
 from ..keys import bindings
 from ..procinfo import ProcessDetails, read_process
@@ -60,7 +60,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     field("state", rec.state)
     field("local", endpoint(rec.local_addr, rec.local_port, rec.family))
     field("peer", endpoint(rec.peer_addr, rec.peer_port, rec.family, peer=True))
-    field("device", f"{rec.device} (ifindex {rec.ifindex})" if rec.device else "none (not SO_BINDTODEVICE)")
+    field("device", f"{host_text(rec.device)} (ifindex {rec.ifindex})" if rec.device else "none (not SO_BINDTODEVICE)")
     if rec.netns is not None:
         field("namespace", f"{host_text(rec.netns.name)} ({rec.netns.kind}, inode {rec.netns.inode})")
     field("uid", rec.uid)
@@ -86,8 +86,8 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     if not rec.owners:
         t.append("  none known" + (" (TIME_WAIT sockets have no owner)" if rec.state == "TIME-WAIT" else "") + "\n")
     for o in sorted(rec.owners, key=lambda o: (o.pid, o.fd)):
-        t.append(f"  {o.process}", style="bold")
-        t.append(f"  pid {o.pid}  fd {o.fd}  user {o.user or '?'}\n")
+        t.append(f"  {host_text(o.process)}", style="bold")
+        t.append(f"  pid {o.pid}  fd {o.fd}  user {host_text(o.user) or '?'}\n")
         cmd = o.cmdline
         if cmd is None and cmdlines is not None:
             cmd = cmdlines.get(o.pid)
@@ -96,7 +96,8 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
                 t.append("    cmdline: reading…\n", style="dim")
                 continue
         if cmd:
-            t.append("    " + " ".join(cmd) + "\n", style="italic")
+            # One line whatever argv holds: a "\n\r\x1b[1A" in it cannot overwrite this line.
+            t.append("    " + host_lines(cmd) + "\n", style="italic")
         elif cmdlines is not None:
             t.append("    cmdline: unavailable (process gone, kernel thread, or no permission)\n", style="dim")
         proc = (procs or {}).get(o.pid)
@@ -108,7 +109,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
              f"{rec.proto} {endpoint(rec.local_addr, rec.local_port, rec.family)}")
         for r in group:
             me = " (this one)" if r is rec or (r.cookie and r.cookie == rec.cookie) else ""
-            who = f"{r.process}/{r.pid}" if r.pid is not None else "no owner"
+            who = f"{host_text(r.process)}/{r.pid}" if r.pid is not None else "no owner"
             opts = flag(r.reuseaddr, "A") + flag(r.reuseport, "P")
             t.append(f"  {r.state:<7} {opts}  uid {r.uid:<6} {who}  cookie {r.cookie}{me}\n")
     head(f"A new bind on {rec.proto} {endpoint(rec.local_addr, rec.local_port, rec.family)} "
@@ -116,7 +117,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     if verdict is not None:
         t.append_text(verdict_text(verdict, width=width))
     elif verdict_error:
-        t.append(f"  {verdict_error}\n", style="yellow")
+        t.append(f"  {terminal_text(verdict_error)}\n", style="yellow")
     else:
         t.append("  checking…\n", style="dim")
     if rehearsals is not None:

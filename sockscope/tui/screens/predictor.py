@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from sockscope.model import Snapshot, SocketRecord
+from sockscope.sanitize import terminal_text
 
 UNAVAILABLE = "predictor unavailable"
 
@@ -28,7 +29,7 @@ def run_check(snapshot: Snapshot, candidate: Any) -> tuple[Any | None, str | Non
     try:
         return check(snapshot, candidate), None
     except Exception as exc:  # noqa: BLE001 - the predictor is optional; say what went wrong
-        return None, f"predictor failed: {type(exc).__name__}: {exc}"
+        return None, f"predictor failed: {type(exc).__name__}: {terminal_text(str(exc))}"
 
 
 def run_rehearsals(snapshot: Snapshot, rec: SocketRecord) -> tuple[Any, Any] | None:
@@ -56,8 +57,8 @@ def run_why(snapshot: Snapshot, proto: str, port: int, addr: str | None = None) 
     try:
         report = why_port(snapshot, proto, port, addr)
     except Exception as exc:  # noqa: BLE001
-        return f"predictor failed: {type(exc).__name__}: {exc}"
-    return str(getattr(report, "text", report))
+        return f"predictor failed: {type(exc).__name__}: {terminal_text(str(exc))}"
+    return terminal_text(str(getattr(report, "text", report)))
 
 
 VERDICT_STYLE = {"ok": "bold green", "conflict": "bold red", "unknown": "bold yellow"}
@@ -90,26 +91,26 @@ def verdict_text(verdict: Any, with_blockers: bool = True, width: int = 76) -> T
         _wrapped(out, when[0].upper() + when[1:] + ".", width, "", "", "bold green")
     explanation = getattr(verdict, "explanation", "")
     if explanation:
-        _wrapped(out, explanation.rstrip(), width, "", "")
+        _wrapped(out, terminal_text(explanation.rstrip()), width, "", "")
     groups = list(getattr(verdict, "groups", []) or [])
     if with_blockers and groups:
         out.append("\nBlocked by:\n" if kind == "conflict" else "\nMay be blocked by:\n", style="bold")
         for g in groups[:20]:
             mark = "" if g.definite else " (maybe)"
-            _wrapped(out, g.head() + mark, width, "  ! ", "    ", "red")
-            _wrapped(out, f"{g.rule}: {g.reason}", width, "    ", "      ", "dim")
+            _wrapped(out, terminal_text(g.head()) + mark, width, "  ! ", "    ", "red")
+            _wrapped(out, f"{g.rule}: {terminal_text(g.reason)}", width, "    ", "      ", "dim")
         if len(groups) > 20:
             out.append(f"  … and {sum(g.count for g in groups[20:])} more in {len(groups) - 20} groups\n", style="dim")
     suggestions = list(getattr(verdict, "suggestions", []) or [])
     if suggestions:
         out.append("\nSuggestions:\n", style="bold")
         for s in suggestions:
-            _wrapped(out, s, width, "  • ", "    ")
+            _wrapped(out, terminal_text(s), width, "  • ", "    ")
     notes = list(getattr(verdict, "notes", []) or [])
     if notes:
         out.append("\nNotes:\n", style="bold")
         for n in notes:
-            _wrapped(out, n, width, "  ", "  ", "dim")
+            _wrapped(out, terminal_text(n), width, "  ", "  ", "dim")
     return out
 
 

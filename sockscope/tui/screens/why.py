@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from sockscope.model import Snapshot
+from sockscope.sanitize import terminal_text
 
 from ..keys import bindings
 from .predictor import run_why
@@ -42,4 +43,4 @@ class WhyScreen(ModalScreen[None]):
 
     def _show(self, text: str) -> None:
         self.text = text
-        self.query_one("#why-body", Static).update(Text(text))
+        self.query_one("#why-body", Static).update(Text(terminal_text(text)))

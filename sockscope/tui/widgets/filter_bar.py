@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -9,6 +10,7 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from ..keys import bindings
+from sockscope.sanitize import terminal_text
 
 PLACEHOLDER = "text, or an expression: sport = :443 and not state time-wait   (Esc clears, Enter keeps)"
 
@@ -36,7 +38,7 @@ class FilterBar(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder=PLACEHOLDER, id="filter-input", compact=True)
-        yield Static("", id="filter-error")
+        yield Static("", id="filter-error", markup=False)
 
     @property
     def input(self) -> Input:
@@ -44,7 +46,12 @@ class FilterBar(Vertical):
 
     def open(self) -> None:
         self.add_class("-open")
-        self.input.focus()
+        # Focus now, not after the next refresh (Widget.focus() is deferred): keys that
+        # arrive in the same burst as `/` (a paste, a slow ssh link) are already queued
+        # and must go to the input, not run `p` (pause) or `s` (sort).
+        self.screen.set_focus(self.input)
+        if self.screen.focused is not self.input:
+            self.input.focus()
 
     def close(self) -> None:
         self.remove_class("-open")
@@ -55,12 +62,18 @@ class FilterBar(Vertical):
 
     def show_error(self, message: str | None) -> None:
         err = self.query_one("#filter-error", Static)
-        err.update(message or "")
+        # A Text, never a markup string: the message quotes what was typed (`uid [/`).
+        err.update(Text(terminal_text(message or "").replace("\n", " ")))
         err.set_class(bool(message), "-error")
 
     @on(Input.Changed, "#filter-input")
     def _changed(self, event: Input.Changed) -> None:
         event.stop()
+        if not event.value.isprintable():
+            # A paste can carry ESC or other controls, which the input would draw raw;
+            # no filter needs them.
+            self.input.value = "".join(ch for ch in event.value if ch.isprintable())
+            return
         self.post_message(self.Changed(event.value))
 
     @on(Input.Submitted, "#filter-input")

@@ -14,12 +14,15 @@ from typing import Any, ClassVar
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import BindingType
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.events import Click
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from sockscope.sanitize import terminal_text
 
 from ..keys import bindings
 from ..columns import PANE_COLUMNS, Column, Ident, RenderContext, ident, with_netns
@@ -74,6 +77,13 @@ def layout(columns: tuple[Column, ...], width: int) -> list[tuple[Column, int]]:
     elif extra > 0 and cols:
         widths[cols[-1].key] += extra
     return [(c, widths[c.key]) for c in cols]
+
+
+def _opens_filter(app: Any, key: str) -> bool:
+    for binding in getattr(app, "BINDINGS", ()):
+        if isinstance(binding, Binding) and binding.action == "filter" and key in binding.key.split(","):
+            return True
+    return False
 
 
 class SocketTable(ScrollView, can_focus=True):
@@ -253,6 +263,24 @@ class SocketTable(ScrollView, can_focus=True):
             self.show_netns = show
             self.refresh()
 
+    async def _on_key(self, event: events.Key) -> None:
+        # Keys that arrive in one burst (a paste, typing over a slow ssh link) are all
+        # queued here before any of them reaches the app's bindings. So the key that
+        # opens the filter is acted on here, at once, and the keys queued behind it go
+        # to the widget that has focus by then (the filter input), not to `p` or `s`.
+        focused = self.screen.focused
+        if focused is not None and focused is not self:
+            event.stop()
+            event.prevent_default()
+            focused.post_message(events.Key(event.key, event.character))
+            return
+        if _opens_filter(self.app, event.key):
+            event.stop()
+            event.prevent_default()
+            await self.app.run_action("filter")
+            return
+        await super()._on_key(event)
+
     def on_resize(self) -> None:
         self.virtual_size = Size(self.body_width, len(self.rows) + 1)
         self._layout_for = None
@@ -348,7 +376,9 @@ class SocketTable(ScrollView, can_focus=True):
         used = 1
         for i, (col, w) in enumerate(self._get_layout()):
             try:
-                text = col.text(row, ctx)
+                # Host strings in cells already passed host_text() (formatting.py); the
+                # guard here catches any column that forgot, and keeps a cell one line.
+                text = terminal_text(col.text(row, ctx)).replace("\n", "\\x0a")
             except Exception:  # noqa: BLE001 - a cell must never break the screen
                 text = "?"
             cell = fit(text, w, col.align, col.shorten)

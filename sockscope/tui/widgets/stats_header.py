@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
+from sockscope.sanitize import terminal_text
+
 # Display order and short names of the states in the header.
 STATE_ORDER: tuple[tuple[str, str], ...] = (
     ("LISTEN", "LISTEN"),
@@ -56,13 +58,13 @@ class StatsHeader(Horizontal):
             line1.append(title, style="bold")
         line2 = Text()
         line2.append(f"total {total:,}", style="bold")
-        line2.append("  " + status, style="dim")
+        line2.append("  " + terminal_text(status).replace("\n", " "), style="dim")
         if paused:
             line2.append("  ")
             line2.append(" PAUSED ", style="bold reverse")
         if error:
             line2.append("  ")
-            line2.append(error, style="bold red")
+            line2.append(terminal_text(error).replace("\n", " "), style="bold red")
         self.query_one("#header-counts", Static).update(Text("\n").join([line1, line2]))
         spark = self.query_one("#sparkline", Sparkline)
         data: Any = history[-120:] if len(history) > 1 else []
