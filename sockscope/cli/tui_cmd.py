@@ -18,10 +18,27 @@ def _interval(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> float:
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad CPU budget {text!r}: expected a percentage of one core, e.g. 5") from None
+    if not 0.1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"CPU budget {value:g} out of range 0.1-100 (% of one core)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", type=_interval, default=1.0, metavar="SECONDS",
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
+    )
+    parser.add_argument(
+        "--cpu-budget", type=_budget, default=5.0, metavar="PCT",
+        help="average CPU the collection may use, in %% of one core (default 5): refreshes are "
+        "spaced out when collecting costs more",
     )
     add_collection_arguments(parser)
 
@@ -46,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sockscope.tui import SockscopeApp
 
-    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval)
+    app = SockscopeApp(netns=args.netns, method=args.collector, interval=args.interval,
+                        cpu_budget=args.cpu_budget / 100.0)
     result = app.run()
     return int(result or 0)
