@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
+import threading
 from dataclasses import dataclass, field
 
 from sockscope.model import TCP_STATES, SocketRecord
@@ -218,9 +220,13 @@ class Counters:
 class ChangeWatch:
     """Tells the poller whether anything changed since the last refresh, and collects the
     destroy events in between. Create it in the namespace it watches (the Collector's);
-    `subscribe=False` (or no CAP_NET_ADMIN) leaves only the counters."""
+    `subscribe=False` leaves only the counters.
 
-    def __init__(self, subscribe: bool = True) -> None:
+    With `reader=True` a small daemon thread reads the events as they come, so a long
+    dump (seconds at 100,000 sockets) cannot let the kernel's buffer overflow under a
+    churn; otherwise call `drain()` often."""
+
+    def __init__(self, subscribe: bool = True, reader: bool = False) -> None:
         self.counters = Counters()
         self.listener: DestroyListener | None = None
         self.limitation: str | None = None
@@ -235,47 +241,97 @@ class ChangeWatch:
         else:
             self.limitation = "socket destroy events not subscribed: sockets that open and close between two refreshes are not counted"
         self.events: list[DestroyEvent] = []
+        self._lock = threading.Lock()
         self._last = self.counters.read()
         self._dirty = True  # the first refresh always runs
+        self.received = 0  # destroy events read so far
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if reader and self.listener is not None:
+            self._thread = threading.Thread(target=self._read_loop, name="sockscope-events", daemon=True)
+            self._thread.start()
 
     @property
     def subscribed(self) -> bool:
         return self.listener is not None
 
-    def drain(self) -> int:
-        """Read queued destroy events (call often under churn so the buffer never fills)."""
+    @property
+    def threaded(self) -> bool:
+        return self._thread is not None
+
+    def _read_loop(self) -> None:
+        listener = self.listener
+        assert listener is not None
+        poll = select.poll()
+        poll.register(listener.fileno(), select.POLLIN)
+        while not self._stop.is_set():
+            if poll.poll(500):
+                try:
+                    self._drain_now()
+                except (OSError, ValueError):
+                    return  # closed under us, or garbage: the counters still work
+
+    def _drain_now(self) -> int:
         if self.listener is None:
             return 0
-        n = self.listener.drain(self.events)
+        got: list[DestroyEvent] = []
+        n = self.listener.drain(got)
         if n:
-            self._dirty = True
+            with self._lock:
+                self.events.extend(got)
+                self.received += n
+                self._dirty = True
         return n
+
+    def drain(self) -> int:
+        """Read queued destroy events (needed only without the reader thread)."""
+        if self._thread is not None:
+            return 0
+        return self._drain_now()
 
     def changed(self) -> bool:
         """Whether something changed since `mark_refreshed()`: a destroy event, or a counter."""
         self.drain()
         now = self.counters.read()
-        if now != self._last:
-            self._last = now
-            self._dirty = True
-        return self._dirty
+        with self._lock:
+            if now != self._last:
+                self._last = now
+                self._dirty = True
+            return self._dirty
 
-    def mark_refreshed(self) -> None:
-        """A full refresh just ran: what was seen so far is in it. Reads the counters
-        again so a change during the dump is noticed next tick."""
-        self._dirty = False
-        self._last = self.counters.read()
+    def begin(self) -> tuple[tuple[int, ...], int]:
+        """Call before a full dump; pass the result to `mark_refreshed` after it."""
+        self.drain()
+        now = self.counters.read()
+        with self._lock:
+            return now, self.received
+
+    def mark_refreshed(self, token: tuple[tuple[int, ...], int] | None = None) -> None:
+        """A full dump that began at `token` (from `begin()`) just ended: what changed
+        before it began is in it. A change during the dump may or may not be, so it
+        leaves the watch dirty (events) or is seen against the counters of `token`."""
+        if token is None:
+            token = self.begin()
+        counters, received = token
+        with self._lock:
+            self._dirty = self.received != received
+            self._last = counters
 
     def take(self) -> tuple[list[DestroyEvent], bool]:
         """The destroy events since the last take, and whether some were lost."""
         self.drain()
-        events, self.events = self.events, []
+        with self._lock:
+            events, self.events = self.events, []
         lost = False
         if self.listener is not None:
             lost, self.listener.lost = self.listener.lost, False
         return events, lost
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
         if self.listener is not None:
             self.listener.close()
         self.counters.close()

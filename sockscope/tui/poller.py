@@ -136,7 +136,7 @@ class CollectorSource:
         if self.collector.kind == "sockdiag":
             try:
                 with netns_mod.entered(netns):  # the watch's sockets and files belong to it
-                    self._watch = ChangeWatch(subscribe=events)
+                    self._watch = ChangeWatch(subscribe=events, reader=True)
             except OSError:
                 self._watch = None  # no counters to read: dump every tick, as before
 
@@ -238,7 +238,7 @@ class Poller:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            slice_ = min(left, DRAIN_SLICE) if watch is not None and watch.subscribed else left
+            slice_ = min(left, DRAIN_SLICE) if watch is not None and watch.subscribed and not watch.threaded else left
             if self._wake.wait(slice_):
                 return
             if watch is not None:
@@ -293,6 +293,7 @@ class Poller:
                 if run:
                     try:
                         if full:
+                            token = watch.begin() if watch is not None else None
                             snap = source.snapshot(None)
                             seconds = time.monotonic() - started
                             self.plan.did_full(started, seconds)
@@ -305,7 +306,7 @@ class Poller:
                             last_full_start = started
                             new_seen = seen_of(snap.sockets)
                             if watch is not None:
-                                watch.mark_refreshed()
+                                watch.mark_refreshed(token)
                                 events, lost = watch.take()
                                 exact = watch.subscribed and not lost
                             else:
