@@ -235,6 +235,6 @@ def test_decoder_caches_return_after_a_churn_of_distinct_peers(netns):
         for u in socks:
             u.close()
         col.snapshot()
-        assert len(decoder.addr4) <= 2 * len(decoder._previous) + ADDR_CACHE_SLACK
+        assert len(decoder.addr4) <= 2 * decoder.reusable + ADDR_CACHE_SLACK
         assert len(decoder.addr4) < n
-        assert len(decoder._previous) == 0
+        assert decoder.reusable == 0

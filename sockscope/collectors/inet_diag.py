@@ -125,25 +125,32 @@ class Decoder:
         self.addr4: dict[bytes, str] = {}
         self.addr6: dict[bytes, str] = {}
         self.ifnames: dict[int, str] = {}
-        self._previous: dict[tuple[str, bytes], SocketRecord] = {}
-        self._current: dict[tuple[str, bytes], SocketRecord] = {}
+        # One dict per protocol, keyed by the raw message alone: no key tuple to build
+        # and hash per socket on the warm path.
+        self._previous: dict[str, dict[bytes, SocketRecord]] = {}
+        self._current: dict[str, dict[bytes, SocketRecord]] = {}
         self._complete_size = 0  # records in the last complete refresh
+
+    @property
+    def reusable(self) -> int:
+        """Records kept for the next refresh to reuse."""
+        return sum(len(d) for d in self._previous.values())
 
     def finish(self, complete: bool = True) -> None:
         """End a refresh: what was seen now is what the next refresh may reuse. After a
         refresh of only some states, the other states' records stay reusable too."""
         if complete:
             self._previous = self._current
-            self._complete_size = len(self._current)
+            self._complete_size = self.reusable
         else:
-            previous = self._previous
-            previous.update(self._current)
-            if len(previous) > 2 * self._complete_size + ADDR_CACHE_SLACK:
+            for proto, seen in self._current.items():
+                self._previous.setdefault(proto, {}).update(seen)
+            if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK:
                 # Partial refreshes of changing sockets (a listener's queue) keep adding
                 # keys; start over from what this refresh saw.
                 self._previous = self._current
         self._current = {}
-        bound = 2 * len(self._previous) + ADDR_CACHE_SLACK
+        bound = 2 * self.reusable + ADDR_CACHE_SLACK
         if len(self.addr4) > bound:
             self.addr4.clear()
         if len(self.addr6) > bound:
@@ -164,8 +171,8 @@ class Decoder:
         rec_new = SocketRecord
         append = out.append
         is_udp = proto == "udp"
-        previous = self._previous
-        current = self._current
+        previous = self._previous.get(proto, {})
+        current = self._current.setdefault(proto, {})
 
         def consume(data: bytes, st: DumpState) -> None:
             end = len(data)
@@ -183,7 +190,7 @@ class Decoder:
                     body = off + hdr_size
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
-                    key = (proto, data[body : off + length])
+                    key = data[body : off + length]
                     rec = previous.get(key)
                     if rec is not None:
                         rec.order = order

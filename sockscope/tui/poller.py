@@ -392,5 +392,7 @@ def churn_text(c: Churn) -> str:
     if extra:
         text += " (" + ", ".join(extra) + ")"
     if not c.exact:
-        text += " ≥"  # without destroy events, sockets born and gone in between are missed
+        # Without destroy events (or after the kernel dropped some), sockets born and gone
+        # between the two dumps are missed: the figures are lower bounds.
+        text = "at least " + text
     return text
