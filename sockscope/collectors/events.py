@@ -245,6 +245,7 @@ class ChangeWatch:
         self._last = self.counters.read()
         self._dirty = True  # the first refresh always runs
         self.received = 0  # destroy events read so far
+        self._taken = 0  # `received` at the last take()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if reader and self.listener is not None:
@@ -306,26 +307,29 @@ class ChangeWatch:
         with self._lock:
             return now, self.received
 
-    def mark_refreshed(self, token: tuple[tuple[int, ...], int] | None = None) -> None:
-        """A full dump that began at `token` (from `begin()`) just ended: what changed
-        before it began is in it. A change during the dump may or may not be, so it
-        leaves the watch dirty (events) or is seen against the counters of `token`."""
-        if token is None:
-            token = self.begin()
-        counters, received = token
-        with self._lock:
-            self._dirty = self.received != received
-            self._last = counters
-
     def take(self) -> tuple[list[DestroyEvent], bool]:
         """The destroy events since the last take, and whether some were lost."""
         self.drain()
         with self._lock:
             events, self.events = self.events, []
+            self._taken = self.received
         lost = False
         if self.listener is not None:
             lost, self.listener.lost = self.listener.lost, False
         return events, lost
+
+    def mark_refreshed(self, token: tuple[tuple[int, ...], int] | None = None, stale: bool = False) -> None:
+        """A full dump that began at `token` (from `begin()`) ended, and its events were
+        taken (`take()`). The watch is clean unless `stale` (the caller found a socket in
+        the dump that an event says is gone: destroyed during the dump), or events came
+        after the take, or a counter moved during the dump (a socket may have been
+        created behind the dump's walk): then the next tick refreshes again."""
+        if token is None:
+            token = self.begin()
+        counters, _received = token
+        with self._lock:
+            self._dirty = stale or self.received != self._taken
+            self._last = counters
 
     def close(self) -> None:
         self._stop.set()

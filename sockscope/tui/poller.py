@@ -133,12 +133,11 @@ class CollectorSource:
 
         self.collector = Collector(netns=netns, method=method)  # type: ignore[arg-type]
         self._watch: ChangeWatch | None = None
-        if self.collector.kind == "sockdiag":
-            try:
-                with netns_mod.entered(netns):  # the watch's sockets and files belong to it
-                    self._watch = ChangeWatch(subscribe=events, reader=True)
-            except OSError:
-                self._watch = None  # no counters to read: dump every tick, as before
+        try:
+            with netns_mod.entered(netns):  # the watch's sockets and files belong to it
+                self._watch = ChangeWatch(subscribe=events, reader=True)
+        except OSError:
+            self._watch = None  # no counters to read: dump every tick, as before
 
     def watch(self) -> ChangeWatch | None:
         return self._watch
@@ -306,8 +305,9 @@ class Poller:
                             last_full_start = started
                             new_seen = seen_of(snap.sockets)
                             if watch is not None:
-                                watch.mark_refreshed(token)
                                 events, lost = watch.take()
+                                stale = any((e.proto, e.cookie) in new_seen for e in events)
+                                watch.mark_refreshed(token, stale=stale)
                                 exact = watch.subscribed and not lost
                             else:
                                 events, exact = [], False
@@ -385,6 +385,10 @@ def churn_text(c: Churn) -> str:
     """The header's account of what happened between two full dumps."""
     text = f"+{c.created:,} / -{c.destroyed:,} since last refresh"
     extra = []
+    if c.by_port and c.created + c.destroyed:
+        (proto, port), (born, gone) = max(c.by_port.items(), key=lambda kv: (kv[1][0] + kv[1][1], -kv[0][1]))
+        if born + gone > 1:
+            extra.append(f"{proto} :{port} +{born:,}/-{gone:,}")
     if c.timewait_created:
         extra.append(f"TIME-WAIT +{c.timewait_created:,}")
     if c.ephemeral_created:
