@@ -258,3 +258,30 @@ def test_decoder_caches_return_after_a_churn_of_distinct_peers(netns):
                 assert left < 100_000, (grown, left)
         finally:
             tracemalloc.stop()
+
+
+def test_poller_without_destroy_events_still_skips_and_says_at_least(netns):
+    """Fallback: a source flagged not to subscribe keeps the counters (idle ticks are
+    skipped, a change is noticed) and its churn figures are marked as lower bounds."""
+    frames = []
+    poller = Poller(lambda: CollectorSource(netns.name, "auto", events=False), 0.1, frames.append, lambda e: None,
+                    cpu_budget=1.0, safety_period=60)
+    t = _run_poller(poller)
+    try:
+        end = time.monotonic() + 10
+        while not frames and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert poller.skipped >= 5
+        assert poller.stats is not None and not poller.stats.events
+        with netns_mod.entered(netns.name):
+            _burst(4005, 10, 0, 0)
+        end = time.monotonic() + 5
+        while not any(getattr(f, "churn", None) is not None for f in frames) and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+        t.join(10)
+    churns = [f.churn for f in frames if getattr(f, "churn", None) is not None]
+    assert churns and not churns[-1].exact
+    assert "not subscribed" in (frames[-1].limitation or "")

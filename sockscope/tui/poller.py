@@ -117,7 +117,9 @@ class PollStats:
 
 class Source(Protocol):
     """Where snapshots come from: the Collector, or a fixed snapshot in tests. A source
-    may also have `watch() -> ChangeWatch | None`; without one, every tick dumps."""
+    may also have `watch() -> ChangeWatch | None` (an object with ChangeWatch's
+    changed/begin/take/mark_refreshed/drain, subscribed, threaded and limitation, e.g.
+    one that combines the watches of several namespaces); without one, every tick dumps."""
 
     def snapshot(self, states: frozenset[str] | None) -> Snapshot: ...
 
@@ -275,7 +277,10 @@ class Poller:
                     self._forced = self._force_full = False
                 started = time.monotonic()
                 self.budget.earn(started)
-                changed = watch.changed() if watch is not None else True
+                try:
+                    changed = watch.changed() if watch is not None else True
+                except OSError:
+                    changed = True  # cannot tell: dump, as without a watch
                 first = self.plan.last_full_at is None
                 safety_due = not first and started - self.plan.last_full_at >= self.safety_period  # type: ignore[operator]
                 full = first or forced_full or safety_due or (changed and self.plan.want_full(started))
