@@ -118,10 +118,12 @@ async def bench(n: int, ns: str, ns_path: str, idle: float, churn: float, rate: 
         res["made"] = int(made_s)
         res["rate"] = int(made_s) / float(took_s)
         await asyncio.sleep(2)  # the last destroy events come from a kernel work queue
-        app.poller.request(full=True)
-        await asyncio.sleep(3)
-        app.poller.request(full=True)
-        await asyncio.sleep(3)
+        for _ in range(2):  # two forced full dumps after the churn (each bounded by 180 s)
+            before = len(fulls)
+            app.poller.request(full=True)
+            end = time.monotonic() + 180
+            while len(fulls) == before and time.monotonic() < end:
+                await asyncio.sleep(0.1)
         churns = [f.churn for f in fulls[first:] if f.churn is not None]
         port = [0, 0]
         for c in churns:
@@ -132,6 +134,7 @@ async def bench(n: int, ns: str, ns_path: str, idle: float, churn: float, rate: 
         res["created"] = sum(c.created for c in churns)
         res["destroyed"] = sum(c.destroyed for c in churns)
         res["exact"] = all(c.exact for c in churns)
+        await asyncio.sleep(1.5)  # the header catches up with the last frame
         res["churn_status"] = app._status()
         res["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         app.stop_threads()
