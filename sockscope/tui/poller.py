@@ -113,6 +113,10 @@ class PollStats:
     full_every: float  # seconds between the last two full dumps
     idle: bool  # the last tick found nothing changed and skipped the dump
     events: bool  # destroy events are received
+    # Wall clock of the last tick. On an idle host no frame is delivered for a long time;
+    # when `idle` (nothing changed and not held back by the budget) the table is current
+    # as of this moment: a staleness marker must look here, not at the last frame's time.
+    checked_at: float = 0.0
 
 
 class Source(Protocol):
@@ -348,8 +352,9 @@ class Poller:
                     budget_percent=100.0 * self.budget.fraction,
                     stretched=stretched,
                     full_every=full_every,
-                    idle=not run,
+                    idle=not run and not stretched,
                     events=watch is not None and watch.subscribed,
+                    checked_at=self.clock(),
                 )
                 if run:
                     self.seq += 1
