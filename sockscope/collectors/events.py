@@ -26,6 +26,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sockscope.model import TCP_STATES, SocketRecord
@@ -247,6 +248,7 @@ class ChangeWatch:
         self.received = 0  # destroy events read so far
         self._taken = 0  # `received` at the last take()
         self._stop = threading.Event()
+        self.reader_cpu = 0.0  # CPU seconds the reader thread has used (for the CPU budget)
         self._thread: threading.Thread | None = None
         if reader and self.listener is not None:
             self._thread = threading.Thread(target=self._read_loop, name="sockscope-events", daemon=True)
@@ -271,6 +273,7 @@ class ChangeWatch:
                     self._drain_now()
                 except (OSError, ValueError):
                     return  # closed under us, or garbage: the counters still work
+                self.reader_cpu = time.thread_time()
 
     def _drain_now(self) -> int:
         if self.listener is None:

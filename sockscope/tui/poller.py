@@ -268,6 +268,7 @@ class Poller:
         largest = 0.0  # CPU seconds of the costliest collection so far (warm ones)
         full_cost = listen_cost = 0.0  # CPU seconds of the last warm full / listening dump
         cpu_mark = self.thread_time()
+        reader_mark = 0.0  # the event reader thread's CPU, charged to the budget too
         try:
             while not self._stop.is_set():
                 if self.paused and not self._forced:
@@ -338,6 +339,11 @@ class Poller:
                 cpu_now = self.thread_time()
                 spent = cpu_now - cpu_mark
                 cpu_mark = cpu_now
+                if watch is not None:
+                    reader_now = watch.reader_cpu
+                    spent += reader_now - reader_mark
+                    cpu_now += reader_now  # the header's figure covers both threads
+                    reader_mark = reader_now
                 if run:
                     if full and first:
                         spent = 0.0  # the cold first dump is the user's request, not a refresh
