@@ -173,10 +173,10 @@ class SockscopeApp(App[int]):
             return "collecting…"
         f = views.frame
         parts = [f"netns {self.netns}" if self.netns else "this netns", f.collector]
+        stats = self._shown_stats = self.poller.stats
         if not self.fixed_time:
             parts.append(f"full {seconds(f.full_seconds)} /{f.full_period:.1f}s")
             parts.append(f"listen {seconds(f.listen_seconds)} /{self.interval:g}s")
-            stats = self._shown_stats = self.poller.stats
             if stats is not None:
                 cost = f"cpu {stats.cpu_percent:.1f}%/{stats.budget_percent:g}%"
                 if stats.stretched:
