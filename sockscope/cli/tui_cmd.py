@@ -23,10 +23,27 @@ def _interval(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> float:
+    try:
+        if not text.isascii():
+            raise ValueError(text)
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad CPU budget {text!r}: expected a percentage of one core, e.g. 5") from None
+    if not 0.1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"CPU budget {value:g} out of range 0.1-100 (% of one core)")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", type=_interval, default=1.0, metavar="SECONDS",
         help="seconds between refreshes of the listening sockets (default 1); full dumps adapt to their cost",
+    )
+    parser.add_argument(
+        "--cpu-budget", type=_budget, default=5.0, metavar="PCT",
+        help="average CPU the collection may use, in %% of one core (default 5): refreshes are "
+        "spaced out when collecting costs more",
     )
     add_readonly_argument(parser)
     add_collection_arguments(parser, all_netns=True)
@@ -53,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from sockscope.tui import SockscopeApp
 
     app = SockscopeApp(netns=target, method=args.collector, interval=args.interval, readonly=readonly(args),
-                       all_netns=args.all_netns, netns_label=label)
+                       all_netns=args.all_netns, netns_label=label, cpu_budget=args.cpu_budget / 100.0)
     result = app.run()
     if app.return_code:  # a crash (the one line was printed) or an error exit
         return app.return_code

@@ -99,6 +99,12 @@ def format_ipv6(raw: bytes) -> str:
     return text
 
 
+# The address caches keep every address of the last refresh plus this many more; beyond
+# that they are emptied at the end of a refresh (a churn of distinct peers would otherwise
+# keep every address ever seen: 48,000 peers left 111 MB behind with no socket open).
+ADDR_CACHE_SLACK = 4096
+
+
 class Decoder:
     """Decodes the replies of one dump (one protocol, one family) into `out`.
 
@@ -108,23 +114,47 @@ class Decoder:
     options already resolved: on a warm refresh most of 100,000 sockets are such. So
     records must be treated as read-only outside the collectors. Create one Decoder per
     Collector, call `consumer()` for each dump and `finish()` after each refresh.
+
+    Every cache is bounded by the last refreshes: reusable records are those of the last
+    complete refresh (plus, after partial ones, at most as many again), and the address
+    caches are emptied once they exceed two addresses per such record plus
+    ADDR_CACHE_SLACK, so memory returns after a churn.
     """
 
     def __init__(self) -> None:
         self.addr4: dict[bytes, str] = {}
         self.addr6: dict[bytes, str] = {}
         self.ifnames: dict[int, str] = {}
-        self._previous: dict[tuple[str, bytes], SocketRecord] = {}
-        self._current: dict[tuple[str, bytes], SocketRecord] = {}
+        # One dict per protocol, keyed by the raw message alone: no key tuple to build
+        # and hash per socket on the warm path.
+        self._previous: dict[str, dict[bytes, SocketRecord]] = {}
+        self._current: dict[str, dict[bytes, SocketRecord]] = {}
+        self._complete_size = 0  # records in the last complete refresh
+
+    @property
+    def reusable(self) -> int:
+        """Records kept for the next refresh to reuse."""
+        return sum(len(d) for d in self._previous.values())
 
     def finish(self, complete: bool = True) -> None:
         """End a refresh: what was seen now is what the next refresh may reuse. After a
         refresh of only some states, the other states' records stay reusable too."""
         if complete:
             self._previous = self._current
+            self._complete_size = self.reusable
         else:
-            self._previous.update(self._current)
+            for proto, seen in self._current.items():
+                self._previous.setdefault(proto, {}).update(seen)
+            if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK:
+                # Partial refreshes of changing sockets (a listener's queue) keep adding
+                # keys; start over from what this refresh saw.
+                self._previous = self._current
         self._current = {}
+        bound = 2 * self.reusable + ADDR_CACHE_SLACK
+        if len(self.addr4) > bound:
+            self.addr4.clear()
+        if len(self.addr6) > bound:
+            self.addr6.clear()
 
     def consumer(self, proto: str, out: list[SocketRecord]) -> Callable[[bytes, DumpState], None]:
         msg_unpack = INET_DIAG_MSG.unpack_from
@@ -142,8 +172,8 @@ class Decoder:
         append = out.append
         is_udp = proto == "udp"
         rproto: Proto = "udp" if is_udp else "tcp"
-        previous = self._previous
-        current = self._current
+        previous = self._previous.get(proto, {})
+        current = self._current.setdefault(proto, {})
 
         def consume(data: bytes, st: DumpState) -> None:
             end = len(data)
@@ -161,7 +191,7 @@ class Decoder:
                     body = off + hdr_size
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
-                    key = (proto, data[body : off + length])
+                    key = data[body : off + length]
                     rec = previous.get(key)
                     if rec is not None:
                         rec.order = order

@@ -26,6 +26,7 @@ MIN_FULL_INTERVAL = 5.0
 # passed: every few hundred ms on an ordinary host, every MIN_FULL_INTERVAL on a huge one.
 FULL_COST_FACTOR = 10.0
 META_INTERVAL = 2.0  # seconds between re-validations of the known owners' details
+MAX_USERS = 4096  # uid -> user name cache bound
 
 
 @dataclass(slots=True)
@@ -111,6 +112,8 @@ class OwnerIndex:
                 name = pwd.getpwuid(uid).pw_name
             except KeyError:
                 name = str(uid)
+            if len(self._users) >= MAX_USERS:
+                self._users.clear()  # bounded; user names are cheap to look up again
             self._users[uid] = name
         return name
 

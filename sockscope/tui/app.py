@@ -32,7 +32,7 @@ from sockscope.sanitize import terminal_text
 from .keys import bindings, palette_keys
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
 from .messages import BlockersFound, CollectorFailed, ViewsReady
-from .poller import CollectorSource, Poller, Source
+from .poller import DEFAULT_CPU_BUDGET, CollectorSource, Poller, PollStats, Source, churn_text
 from .views import BuildQueue, Settings, ViewBuilder, Views
 from .widgets import FilterBar, SocketTable, StatsHeader
 from .widgets.stats_header import seconds
@@ -54,6 +54,7 @@ class SockscopeApp(App[int]):
         all_netns: bool = False,
         netns_label: str | None = None,
         interval: float = 1.0,
+        cpu_budget: float = DEFAULT_CPU_BUDGET,
         clock: Callable[[], float] = time.time,
         fixed_time: bool = False,
         readonly: bool = False,
@@ -77,7 +78,9 @@ class SockscopeApp(App[int]):
         self.applied = 0
         self.builder = ViewBuilder(clock=clock)
         self.queue = BuildQueue(self.builder, self.settings, self._deliver_views, self._deliver_error)
-        self.poller = Poller(self.make_source, interval, self.queue.submit_frame, self._deliver_error, clock=clock)
+        self.poller = Poller(self.make_source, interval, self.queue.submit_frame, self._deliver_error, clock=clock,
+                             cpu_budget=cpu_budget)
+        self._shown_stats: PollStats | None = None
 
     # ------------------------------------------------------------ layout
 
@@ -178,6 +181,8 @@ class SockscopeApp(App[int]):
     def _tick(self) -> None:
         """Once a second: timers count down and new-row marks fade (visible rows only)."""
         self.table().refresh()
+        if self.poller.stats is not self._shown_stats and self.views is not None:
+            self._update_header()  # the poller's cost changes on idle ticks too (no new views)
 
     # ------------------------------------------------------------ header, tabs
 
@@ -191,11 +196,21 @@ class SockscopeApp(App[int]):
         else:
             where = f"netns {host_text(self.netns_label)}" if self.netns_label else "this netns"
         parts = [where, f.collector]
+        stats = self._shown_stats = self.poller.stats
         if not self.fixed_time:
             parts.append(f"full {seconds(f.full_seconds)} /{f.full_period:.1f}s")
             parts.append(f"listen {seconds(f.listen_seconds)} /{self.interval:g}s")
+            if stats is not None:
+                cost = f"cpu {stats.cpu_percent:.1f}%/{stats.budget_percent:g}%"
+                if stats.stretched:
+                    cost += " (stretched)"
+                if stats.idle:
+                    cost += " idle"
+                parts.append(cost)
         else:
             parts.append(f"every {self.interval:g}s")
+        if f.churn is not None:
+            parts.append(churn_text(f.churn))
         if self.settings.filter_text:
             pv = views.panes.get(self.current_pane)
             shown = len(pv.rows) if pv is not None else 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from sockscope.collectors.events import Churn
 from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 
 from .columns import DEFAULT_SORT, LISTEN_STATES, PANE_COLUMNS, PANES, GroupRow, Ident, addr_key, column, ident
@@ -50,6 +51,8 @@ class Frame:
     full_seconds: float = 0.0  # duration of the last full dump
     full_period: float = 0.0  # seconds between full dumps, as the poller plans it now
     namespaces: dict[int, NetnsView] | None = None  # several namespaces watched (--all-netns)
+    # sockets created and destroyed between the last two full dumps (None: first dump)
+    churn: Churn | None = None
     _snapshot: Snapshot | None = None
 
     @property
