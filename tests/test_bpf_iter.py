@@ -450,3 +450,11 @@ def test_owners_from_the_task_file_iterator_equal_the_proc_scan(netns, holders):
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         os.close(r)
+
+
+def test_empty_namespace(netns):
+    with Collector(netns=netns.name) as collector:
+        snap = collector.snapshot()
+        again = collector.snapshot(protos=("tcp",))
+    assert snap.sockets == [] and snap.tcp_buckets == {} and again.tcp_buckets == {}
+    assert "BPF" not in (snap.limitation or "")

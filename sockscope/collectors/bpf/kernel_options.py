@@ -128,7 +128,7 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
     tcp, udp = kernel.get("tcp"), kernel.get("udp")
     tcp_rows = tcp.rows if tcp is not None else None
     udp_rows = udp.rows if udp is not None else None
-    any_table = tcp or udp
+    any_table = tcp if tcp is not None else udp  # (an empty Table is falsy)
     assert any_table is not None
     # The flag tables depend only on the kernel's bit layout: the same for both protocols.
     ra_of, rp_of, v6_of = any_table.ra, any_table.rp, any_table.v6
