@@ -458,3 +458,25 @@ def test_empty_namespace(netns):
         again = collector.snapshot(protos=("tcp",))
     assert snap.sockets == [] and snap.tcp_buckets == {} and again.tcp_buckets == {}
     assert "BPF" not in (snap.limitation or "")
+
+
+def test_warm_refresh_reuses_the_read_until_something_changes(netns, holders):
+    h = holders(1001)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7600)
+    h.listen(s)
+    with Collector(netns=netns.name) as collector:
+        first = collector.snapshot()
+        second = collector.snapshot()
+        assert collector._kernel.reused == 1
+        u = h.socket("udp", 4, reuseport=True)
+        h.bind(u, "127.0.0.1", 7601)
+        third = collector.snapshot()  # a new socket: the iterators are read again
+        assert collector._kernel.reused == 1
+    for snap in (first, second, third):
+        rec = next(r for r in snap.sockets if r.local_port == 7600)
+        assert (rec.reuseaddr, rec.reuseport, rec.option_source["reuseaddr"]) == (True, False, "kernel")
+        assert rec.bind_bucket is not None and snap.tcp_buckets[7600] == [rec.bind_bucket]
+    new = next(r for r in third.sockets if r.local_port == 7601)
+    assert (new.reuseaddr, new.reuseport, new.option_source["reuseport"]) == (False, True, "kernel")
+    assert new.udp_chain_pos == 0

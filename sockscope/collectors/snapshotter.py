@@ -182,7 +182,7 @@ class Collector:
         if self._kernel is not None and self.kind == "sockdiag":
             if kernel:
                 # pidfd_getfd only for what the iterators cannot see.
-                pending = kernel_options.apply(records, kernel, facts)
+                pending = kernel_options.apply(records, kernel, facts, same_read=self._kernel.same_read)
             note = self._kernel.note()
             if note:
                 notes.append(note)

@@ -49,6 +49,7 @@ class KernelOptions:
         self._last_at = 0.0
         self._states: dict[int, str] = {}  # cookie -> state; bounded: the last dump's sockets
         self.reused = 0  # refreshes that reused the last read (for tests and benchmarks)
+        self.same_read = False  # the last read() returned the previous read again
 
     @property
     def iterators(self) -> SocketIterators | None:
@@ -80,7 +81,9 @@ class KernelOptions:
         if (records is not None and last is not None and now - self._last_at < REREAD_AFTER
                 and all(p in last for p in protos if its.covers(p)) and self._unchanged(records)):
             self.reused += 1
+            self.same_read = True
             return {p: last[p] for p in protos if p in last}
+        self.same_read = False
         for proto in protos:
             if its.covers(proto):
                 try:
@@ -118,11 +121,15 @@ class KernelOptions:
             self._its = None
 
 
-def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts) -> list[SocketRecord]:
+def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts,
+          same_read: bool = False) -> list[SocketRecord]:
     """Set the options of `records` found by the iterators (source "kernel"); return the
     records left for pidfd_getfd: those of a protocol no iterator covers, and TCP bound-only
     sockets (not in the established/listening hashes the iterator walks). A socket that
-    vanished between the dump and the iterator is left as it is (no descriptor needed)."""
+    vanished between the dump and the iterator is left as it is (no descriptor needed).
+
+    `same_read`: `kernel` is the read the previous call applied; records the sock_diag
+    decoder reused from then (byte-identical in the dump) already carry its values."""
     pending: list[SocketRecord] = []
     requests: list[SocketRecord] = []
     tcp, udp = kernel.get("tcp"), kernel.get("udp")
@@ -136,6 +143,10 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
     chain_pos = udp.chain_pos if udp is not None else {}
     ifname = facts.ifname
     for rec in records:
+        if same_read:
+            src = rec.option_source
+            if src is not None and src.get("reuseaddr") == KERNEL:
+                continue
         if rec.proto == "tcp":
             if tcp_rows is None:
                 pending.append(rec)
