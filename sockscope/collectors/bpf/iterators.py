@@ -103,6 +103,7 @@ class Table:
         self.v6 = tuple((b >> v6.shift) & v6.mask != 0 for b in range(256))
         self._buckets: dict[bytes, BindBucket | None] = {}
         self._all: list[BindBucket] | None = None
+        self.by_port: dict[int, list[BindBucket]] | None = None  # kernel_options' cache
         self.chain_pos: dict[int, int] = {}
         if proto == "tcp":
             self.rows = {t[0]: t for t in struct.iter_unpack(_TCP_FMT, data)}

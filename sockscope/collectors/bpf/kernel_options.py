@@ -240,11 +240,15 @@ def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[i
     tcp = kernel.get("tcp")
     if tcp is None:
         return None
-    out: dict[int, list[BindBucket]] = {}
-    for b in tcp.buckets():
-        if port is None or b.port == port:
-            out.setdefault(b.port, []).append(b)
-    return out
+    by_port = tcp.by_port
+    if by_port is None:  # once per iterator read (a reused read is asked again)
+        by_port = {}
+        for b in tcp.buckets():
+            by_port.setdefault(b.port, []).append(b)
+        tcp.by_port = by_port
+    if port is not None:
+        return {port: list(by_port[port])} if port in by_port else {}
+    return {p: list(bs) for p, bs in by_port.items()}
 
 
 __all__ = ["KernelOptions", "apply", "buckets_by_port"]
