@@ -480,3 +480,19 @@ def test_warm_refresh_reuses_the_read_until_something_changes(netns, holders):
     new = next(r for r in third.sockets if r.local_port == 7601)
     assert (new.reuseaddr, new.reuseport, new.option_source["reuseport"]) == (False, True, "kernel")
     assert new.udp_chain_pos == 0
+
+
+def test_port_filtered_snapshots_in_one_collector(netns, holders):
+    h = holders(0)
+    for port, ra in ((7700, True), (7701, False)):
+        s = h.socket("tcp", 4, reuseaddr=ra)
+        h.bind(s, "127.0.0.1", port)
+        h.listen(s)
+    with Collector(netns=netns.name) as collector:
+        for port, ra in ((7700, True), (7701, False), (7700, True), (None, None), (7701, False)):
+            snap = collector.snapshot(port=port)
+            for rec in snap.sockets:
+                assert rec.option_source["reuseaddr"] == "kernel"
+                assert rec.reuseaddr is (rec.local_port == 7700)
+            if port is not None:
+                assert set(snap.tcp_buckets) == {port}

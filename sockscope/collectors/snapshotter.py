@@ -182,7 +182,12 @@ class Collector:
         if self._kernel is not None and self.kind == "sockdiag":
             if kernel:
                 # pidfd_getfd only for what the iterators cannot see.
-                pending = kernel_options.apply(records, kernel, facts, same_read=self._kernel.same_read)
+                ko = self._kernel
+                if ko.same_records and complete and ko.applied_complete:
+                    pending = ko.pending  # nothing changed: every record carries its values
+                else:
+                    pending = ko.pending = kernel_options.apply(records, kernel, facts, same_read=ko.same_read)
+                    ko.applied_complete = complete
             note = self._kernel.note()
             if note:
                 notes.append(note)
