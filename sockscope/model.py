@@ -215,6 +215,9 @@ class SocketRecord:
             "recv_q": self.recv_q,
             "send_q": self.send_q,
             "timer": self.timer.to_json() if self.timer else None,
+            # added after the fields above (which stay byte-identical): where each known
+            # option came from, e.g. {"reuseaddr": "kernel", "reuseport": "kernel"}
+            "option_source": dict(self.option_source) if self.option_source else {},
         }
 
 
