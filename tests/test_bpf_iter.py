@@ -496,3 +496,23 @@ def test_port_filtered_snapshots_in_one_collector(netns, holders):
                 assert rec.reuseaddr is (rec.local_port == 7700)
             if port is not None:
                 assert set(snap.tcp_buckets) == {port}
+
+
+def test_root_without_bpf_capabilities_falls_back(netns, holders):
+    import json
+    import subprocess
+    import sys
+
+    h = holders(1001)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7800)
+    h.listen(s)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns.name, "setpriv", "--bounding-set", "-bpf,-perfmon,-sys_admin",
+         sys.executable, "-m", "sockscope", "list", "--json", "-p", "7800"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert (row["reuseaddr"], row["option_source"]["reuseaddr"]) == (True, "read")  # pidfd_getfd, as today
+    assert "root without CAP_BPF+CAP_PERFMON (capabilities dropped)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
