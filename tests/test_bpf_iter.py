@@ -516,3 +516,31 @@ def test_root_without_bpf_capabilities_falls_back(netns, holders):
     assert (row["reuseaddr"], row["option_source"]["reuseaddr"]) == (True, "read")  # pidfd_getfd, as today
     assert "root without CAP_BPF+CAP_PERFMON (capabilities dropped)" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_listening_refreshes_reuse_the_read(netns, holders):
+    """The TUI refreshes listeners every second: that must not walk the iterators each time."""
+    h = holders(0)
+    s = h.socket("tcp", 4, reuseport=True)
+    h.bind(s, "127.0.0.1", 7900)
+    h.listen(s)
+    c = h.socket("tcp", 4)
+    h.connect(c, "127.0.0.1", 7900)
+    h.accept(s)
+    listening = {"LISTEN", "UNCONN"}
+    with Collector(netns=netns.name) as collector:
+        collector.snapshot()
+        part = collector.snapshot(states=listening)
+        assert collector._kernel.reused == 1
+        s2 = h.socket("tcp", 4, reuseaddr=True)
+        h.bind(s2, "127.0.0.1", 7901)
+        h.listen(s2)
+        part2 = collector.snapshot(states=listening)  # a new listener: read again
+        assert collector._kernel.reused == 1
+        full = collector.snapshot()  # nothing new since: reused
+        assert collector._kernel.reused == 2
+    for snap in (part, part2, full):
+        rec = next(r for r in snap.sockets if r.local_port == 7900 and r.state == "LISTEN")
+        assert (rec.reuseport, rec.option_source["reuseport"]) == (True, "kernel")
+    new = next(r for r in part2.sockets if r.local_port == 7901)
+    assert (new.reuseaddr, new.option_source["reuseaddr"]) == (True, "kernel")

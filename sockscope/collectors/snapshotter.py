@@ -116,7 +116,7 @@ class Collector:
                 records = self._collect(protos, states, facts)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
-                kernel = (self._kernel.read(protos, records if states is None else None)
+                kernel = (self._kernel.read(protos, records, complete=states is None)
                           if self._kernel is not None and self.kind == "sockdiag" else None)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None

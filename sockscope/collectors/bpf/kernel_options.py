@@ -61,14 +61,16 @@ class KernelOptions:
         return self._its
 
     def read(self, protos: Iterable[str], records: Sequence[SocketRecord] | None = None,
-             now: float | None = None) -> dict[str, Table]:
+             now: float | None = None, complete: bool = True) -> dict[str, Table]:
         """Every socket of `protos` the iterators see, by cookie. Call with the thread in
         the Collector's network namespace: the iterator reads the caller's.
 
         With `records` (the dump just taken), the last read is reused when it already
         holds every one of them in the same state and is younger than REREAD_AFTER:
         flags and bucket states change when sockets bind, listen, connect or close,
-        each of which shows in the dump as a new cookie or a new state."""
+        each of which shows in the dump as a new cookie or a new state. `complete` is False
+        when `records` holds only some states (the TUI's listening-only refresh): they are
+        then checked against what the last full dump saw."""
         if not self._tried:
             self._tried = True
             try:
@@ -109,7 +111,10 @@ class KernelOptions:
         if records is not None and not self.last_error:
             self._last = out
             self._last_at = now
-            self._states = {r.cookie: r.state for r in records}
+            if complete:
+                self._states = {r.cookie: r.state for r in records}
+            else:
+                self._states.update((r.cookie, r.state) for r in records)
             self._records, self._ids = list(records), ids
         else:
             self._last = None
