@@ -183,7 +183,7 @@ class MultiCollector:
                 r.netns = ref
             records.extend(got)
             # BPF flags are read inside each namespace; pidfd_getfd (shared) for the rest.
-            pending, covered, note = child.apply_kernel(got, facts)
+            pending, covered, note = child.apply_kernel(got, facts, states is None and port is None)
             option_records.extend(pending)
             all_covered = all_covered and covered
             if note and note not in kernel_notes:

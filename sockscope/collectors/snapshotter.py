@@ -213,7 +213,7 @@ class Collector:
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
                 self.last_kernel = (
-                    self._kernel.read(protos, records if states is None and not fresh else None)
+                    self._kernel.read(protos, None if fresh else records, complete=states is None)
                     if self._kernel is not None and self.kind == "sockdiag" else None
                 )
         except FileNotFoundError as exc:
@@ -238,19 +238,27 @@ class Collector:
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
                 fresh: bool = False) -> str | None:
-        pending, covered, note = self.apply_kernel(records, facts)
+        pending, covered, note = self.apply_kernel(records, facts, complete)
         return enrich(records, self._owners, self._options, self.kind, complete,
                       option_records=pending, kernel_covered=covered, kernel_note=note, fresh=fresh)
 
-    def apply_kernel(self, records: list[SocketRecord], facts: HostFacts) -> tuple[list[SocketRecord], bool, str | None]:
+    def apply_kernel(self, records: list[SocketRecord], facts: HostFacts,
+                     complete: bool = False) -> tuple[list[SocketRecord], bool, str | None]:
         """Options the BPF iterators of the last collect_raw() read, set on `records` (source
         "kernel"): (the records left for pidfd_getfd, whether both protocols were covered,
-        one line on what BPF could not do)."""
-        if self._kernel is None or self.kind != "sockdiag":
+        one line on what BPF could not do). `complete`: `records` is the whole dump."""
+        ko = self._kernel
+        if ko is None or self.kind != "sockdiag":
             return records, False, None
         kernel = self.last_kernel
-        pending = kernel_options.apply(records, kernel, facts) if kernel else records
-        return pending, bool(kernel) and len(kernel or {}) >= 2, self._kernel.note()
+        pending: list[SocketRecord] = records
+        if kernel:
+            if ko.same_records and complete and ko.applied_complete:
+                pending = ko.pending  # nothing changed: every record carries its values
+            else:
+                pending = ko.pending = kernel_options.apply(records, kernel, facts, same_read=ko.same_read)
+                ko.applied_complete = complete
+        return pending, bool(kernel) and len(kernel or {}) >= 2, ko.note()
 
     def buckets(self, port: int | None = None) -> dict[int, list[BindBucket]] | None:
         """Snapshot.tcp_buckets from the last collect_raw(): None when BPF did not read them."""
