@@ -150,9 +150,11 @@ class SocketRecord:
     #   inet_bind2_bucket (one per port + address + l3mdev: icsk_bind2_hash / tw_tb2), the
     #   kernel's own numbers (-1, 0, 1 / 0, 1 = ANY, 2 = STRICT).
     # udp_bucket: the slot bpf_iter_udp walked this UDP socket in (on Linux 6.18 the hash2
-    #   port+address slot); udp_chain_pos: its 0-based position in that slot's chain, which
-    #   is the order the kernel's lookup scans it (last bound first; IPv6 SO_REUSEPORT
-    #   sockets appended at the tail).
+    #   port+address slot: sockets of one port and one local address); udp_chain_pos: its
+    #   0-based position in that slot's chain (last bound first; IPv6 SO_REUSEPORT sockets
+    #   appended at the tail). udp_lib_get_port inserts into the port chain with the same
+    #   rule, so within one slot this is also the order udp_lib_lport_inuse meets them;
+    #   between different addresses (different slots) the iterator gives no order.
     bind_bucket: BindBucket | None = None
     bind2_fastreuse: int | None = None
     bind2_fastreuseport: int | None = None
@@ -213,6 +215,9 @@ class SocketRecord:
             "recv_q": self.recv_q,
             "send_q": self.send_q,
             "timer": self.timer.to_json() if self.timer else None,
+            # added after the fields above (which stay byte-identical): where each known
+            # option came from, e.g. {"reuseaddr": "kernel", "reuseport": "kernel"}
+            "option_source": dict(self.option_source) if self.option_source else {},
         }
 
 

@@ -33,6 +33,7 @@ def _owners(owners: list[Owner], cache: dict[tuple[int, int, str, str | None], s
 def records_to_json(records: Iterable[SocketRecord]) -> str:
     esc: dict[str, str] = {}
     owner_cache: dict[tuple[int, int, str, str | None], str] = {}
+    sources: dict[tuple[tuple[str, str], ...], str] = {}
     out = []
     for r in records:
         # Addresses, states and protocol names are plain ASCII without quotes or
@@ -56,6 +57,14 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
                 dev_s = esc[dev] = _dumps(dev)
         t = r.timer
         timer_s = "null" if t is None else f'{{"kind":{_dumps(t.kind)},"expires_ms":{t.expires_ms}}}'
+        src = r.option_source
+        if src:
+            skey = tuple(src.items())
+            src_s = sources.get(skey)
+            if src_s is None:
+                src_s = sources[skey] = _dumps(src, separators=(",", ":"))
+        else:
+            src_s = "{}"
         out.append(
             f'{{"proto":"{r.proto}","family":{r.family},"state":"{r.state}",'
             f'"local_addr":"{r.local_addr}","local_port":{r.local_port},'
@@ -64,6 +73,6 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
             f'"v6only":{_b(r.v6only) if r.family == 6 else "null"},'
             f'"reuseaddr":{_b(r.reuseaddr)},"reuseport":{_b(r.reuseport)},'
             f'"pid":{pid_s},"process":{proc_s},"owners":{owners_s},'
-            f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s}}}'
+            f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s},"option_source":{src_s}}}'
         )
     return "[" + ",".join(out) + "]"

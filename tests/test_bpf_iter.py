@@ -450,3 +450,97 @@ def test_owners_from_the_task_file_iterator_equal_the_proc_scan(netns, holders):
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         os.close(r)
+
+
+def test_empty_namespace(netns):
+    with Collector(netns=netns.name) as collector:
+        snap = collector.snapshot()
+        again = collector.snapshot(protos=("tcp",))
+    assert snap.sockets == [] and snap.tcp_buckets == {} and again.tcp_buckets == {}
+    assert "BPF" not in (snap.limitation or "")
+
+
+def test_warm_refresh_reuses_the_read_until_something_changes(netns, holders):
+    h = holders(1001)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7600)
+    h.listen(s)
+    with Collector(netns=netns.name) as collector:
+        first = collector.snapshot()
+        second = collector.snapshot()
+        assert collector._kernel.reused == 1
+        u = h.socket("udp", 4, reuseport=True)
+        h.bind(u, "127.0.0.1", 7601)
+        third = collector.snapshot()  # a new socket: the iterators are read again
+        assert collector._kernel.reused == 1
+    for snap in (first, second, third):
+        rec = next(r for r in snap.sockets if r.local_port == 7600)
+        assert (rec.reuseaddr, rec.reuseport, rec.option_source["reuseaddr"]) == (True, False, "kernel")
+        assert rec.bind_bucket is not None and snap.tcp_buckets[7600] == [rec.bind_bucket]
+    new = next(r for r in third.sockets if r.local_port == 7601)
+    assert (new.reuseaddr, new.reuseport, new.option_source["reuseport"]) == (False, True, "kernel")
+    assert new.udp_chain_pos == 0
+
+
+def test_port_filtered_snapshots_in_one_collector(netns, holders):
+    h = holders(0)
+    for port, ra in ((7700, True), (7701, False)):
+        s = h.socket("tcp", 4, reuseaddr=ra)
+        h.bind(s, "127.0.0.1", port)
+        h.listen(s)
+    with Collector(netns=netns.name) as collector:
+        for port, ra in ((7700, True), (7701, False), (7700, True), (None, None), (7701, False)):
+            snap = collector.snapshot(port=port)
+            for rec in snap.sockets:
+                assert rec.option_source["reuseaddr"] == "kernel"
+                assert rec.reuseaddr is (rec.local_port == 7700)
+            if port is not None:
+                assert set(snap.tcp_buckets) == {port}
+
+
+def test_root_without_bpf_capabilities_falls_back(netns, holders):
+    import json
+    import subprocess
+    import sys
+
+    h = holders(1001)
+    s = h.socket("tcp", 4, reuseaddr=True)
+    h.bind(s, "127.0.0.1", 7800)
+    h.listen(s)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns.name, "setpriv", "--bounding-set", "-bpf,-perfmon,-sys_admin",
+         sys.executable, "-m", "sockscope", "list", "--json", "-p", "7800"],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert (row["reuseaddr"], row["option_source"]["reuseaddr"]) == (True, "read")  # pidfd_getfd, as today
+    assert "root without CAP_BPF+CAP_PERFMON (capabilities dropped)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_listening_refreshes_reuse_the_read(netns, holders):
+    """The TUI refreshes listeners every second: that must not walk the iterators each time."""
+    h = holders(0)
+    s = h.socket("tcp", 4, reuseport=True)
+    h.bind(s, "127.0.0.1", 7900)
+    h.listen(s)
+    c = h.socket("tcp", 4)
+    h.connect(c, "127.0.0.1", 7900)
+    h.accept(s)
+    listening = {"LISTEN", "UNCONN"}
+    with Collector(netns=netns.name) as collector:
+        collector.snapshot()
+        part = collector.snapshot(states=listening)
+        assert collector._kernel.reused == 1
+        s2 = h.socket("tcp", 4, reuseaddr=True)
+        h.bind(s2, "127.0.0.1", 7901)
+        h.listen(s2)
+        part2 = collector.snapshot(states=listening)  # a new listener: read again
+        assert collector._kernel.reused == 1
+        full = collector.snapshot()  # nothing new since: reused
+        assert collector._kernel.reused == 2
+    for snap in (part, part2, full):
+        rec = next(r for r in snap.sockets if r.local_port == 7900 and r.state == "LISTEN")
+        assert (rec.reuseport, rec.option_source["reuseport"]) == (True, "kernel")
+    new = next(r for r in part2.sockets if r.local_port == 7901)
+    assert (new.reuseaddr, new.option_source["reuseaddr"]) == (True, "kernel")

@@ -17,7 +17,7 @@ CONTRACT = {
     "peer_port": int, "uid": int, "inode": int, "cookie": int, "device": (str, type(None)),
     "v6only": (bool, type(None)), "reuseaddr": (bool, type(None)), "reuseport": (bool, type(None)),
     "pid": (int, type(None)), "process": (str, type(None)), "owners": list, "recv_q": int, "send_q": int,
-    "timer": (dict, type(None)),
+    "timer": (dict, type(None)), "option_source": dict,
 }
 
 

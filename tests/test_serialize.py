@@ -15,6 +15,8 @@ def test_same_text_as_json_dumps_including_escapes():
         SocketRecord("tcp", 6, "TIME-WAIT", "fd00::1", 443, "fd00::2", 5555, 0, 0, 9, v6only=True,
                      timer=Timer("timewait", 41000)),
         SocketRecord("tcp", 4, "ESTAB", "10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 9, v6only=True),
+        SocketRecord("tcp", 6, "LISTEN", "::", 1, "::", 0, 0, 0, 9, v6only=True, reuseaddr=True, reuseport=False,
+                     option_source={"reuseaddr": "kernel", "reuseport": "kernel", "v6only": "diag"}),
     ]
     want = json.dumps([r.to_json() for r in recs], separators=(",", ":"))
     assert records_to_json(recs) == want

@@ -83,7 +83,8 @@ class OptionReader:
 
     def __init__(self) -> None:
         self._memory: dict[tuple[str, int], tuple[Flags, str]] = {}  # -> (flags, state read in)
-        self._previous: set[tuple[str, int]] | None = None  # sockets of the last apply()
+        # cookies of the last apply()'s sockets (unique across protocols: one kernel counter)
+        self._previous: set[int] | None = None
         self.read_count = 0  # sockets read by getsockopt in the last apply()
         self.deferred = 0  # sockets first seen in the last apply(), left for the next
         self.denied = 0
@@ -109,7 +110,7 @@ class OptionReader:
                 flags = known[0] if known is not None else None
                 stale = known is None or (known[1] != rec.state and rec.state in reread)
                 if rec.owners and unsupported is None and stale:
-                    if defer_new and previous is not None and key not in previous:
+                    if defer_new and previous is not None and rec.cookie not in previous:
                         deferred += 1  # first seen now: read it if it is still there next time
                     else:
                         got = self._read_one(rec, pidfds, denied_pids)
@@ -128,9 +129,9 @@ class OptionReader:
                 if pfd is not None:
                     os.close(pfd)
         if complete:
-            self._previous = {(r.proto, r.cookie) for r in records}
+            self._previous = {r.cookie for r in records}
         elif previous is not None:
-            self._previous = previous | {(r.proto, r.cookie) for r in records}
+            self._previous = previous | {r.cookie for r in records}
         if complete and len(memory) > 2 * len(records) + 1024:
             # Forget sockets that are gone, so memory stays bounded on a churning host.
             alive = {(r.proto, r.cookie) for r in records}

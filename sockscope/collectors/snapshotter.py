@@ -122,7 +122,7 @@ class Collector:
                 records = self._collect(protos, states, facts)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
-                kernel = (self._kernel.read(protos, records if states is None and not fresh else None)
+                kernel = (self._kernel.read(protos, None if fresh else records, complete=states is None)
                           if self._kernel is not None and self.kind == "sockdiag" else None)
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
@@ -188,7 +188,12 @@ class Collector:
         if self._kernel is not None and self.kind == "sockdiag":
             if kernel:
                 # pidfd_getfd only for what the iterators cannot see.
-                pending = kernel_options.apply(records, kernel, facts)
+                ko = self._kernel
+                if ko.same_records and complete and ko.applied_complete:
+                    pending = ko.pending  # nothing changed: every record carries its values
+                else:
+                    pending = ko.pending = kernel_options.apply(records, kernel, facts, same_read=ko.same_read)
+                    ko.applied_complete = complete
             note = self._kernel.note()
             if note:
                 notes.append(note)

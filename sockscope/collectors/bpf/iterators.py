@@ -102,6 +102,8 @@ class Table:
         self.rp = tuple((b >> rp.shift) & rp.mask != 0 for b in range(256))
         self.v6 = tuple((b >> v6.shift) & v6.mask != 0 for b in range(256))
         self._buckets: dict[bytes, BindBucket | None] = {}
+        self._all: list[BindBucket] | None = None
+        self.by_port: dict[int, list[BindBucket]] | None = None  # kernel_options' cache
         self.chain_pos: dict[int, int] = {}
         if proto == "tcp":
             self.rows = {t[0]: t for t in struct.iter_unpack(_TCP_FMT, data)}
@@ -142,10 +144,12 @@ class Table:
         """Every distinct bucket the iterated sockets hang on."""
         if self.proto != "tcp":
             return []
-        bucket = self.bucket
-        for row in self.rows.values():
-            bucket(row)
-        return [b for b in self._buckets.values() if b is not None]
+        if self._all is None:  # a reused read is asked again: decode once
+            bucket = self.bucket
+            for row in self.rows.values():
+                bucket(row)
+            self._all = [b for b in self._buckets.values() if b is not None]
+        return self._all
 
     def flags(self, cookie: int) -> KernelFlags | None:
         t = self.rows.get(cookie)
@@ -179,6 +183,11 @@ class SocketIterators:
 
     @classmethod
     def open(cls, btf_path: str = btf_mod.VMLINUX, pin_dir: str = PIN_DIR, allow_load: bool = True) -> SocketIterators:
+        if allow_load and not may_load_bpf():
+            allow_load = False
+            if not any(os.access(os.path.join(pin_dir, pin_name(p)), os.R_OK) for p in PROTOS):
+                # Nothing to try: do not even parse the BTF (a non-root `sockscope list`).
+                raise BpfUnavailable(_explain(BpfError(errno.EPERM, "bpf"), pin_dir))
         if sys.byteorder != "little":
             raise BpfUnavailable("BPF flags: big-endian hosts are not supported; reuse options come from pidfd_getfd")
         try:
@@ -274,6 +283,26 @@ class SocketIterators:
         self.close()
 
 
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def may_load_bpf() -> bool:
+    """Whether this process has the capabilities to load tracing programs (root, or
+    CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN); read from /proc/self/status."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    break
+            else:
+                return os.geteuid() == 0
+    except OSError:
+        return os.geteuid() == 0
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    return has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
+
+
 def _explain(exc: BpfError | None, pin_dir: str) -> str:
     if exc is None:
         return f"BPF iterators not loaded and none pinned in {pin_dir}"
@@ -281,6 +310,8 @@ def _explain(exc: BpfError | None, pin_dir: str) -> str:
     if exc.errno == errno.EPERM:
         if os.geteuid() != 0:
             return f"not root and no CAP_BPF+CAP_PERFMON: cannot load BPF iterators{pins}"
+        if not may_load_bpf():
+            return f"root without CAP_BPF+CAP_PERFMON (capabilities dropped): cannot load BPF iterators{pins}"
         return f"bpf() refused (EPERM: seccomp filter, lockdown or missing CAP_BPF){pins}"
     if exc.errno == errno.ENOSYS:
         return f"bpf() is not available (ENOSYS: no CONFIG_BPF_SYSCALL or filtered){pins}"

@@ -49,20 +49,28 @@ class KernelOptions:
         self._last_at = 0.0
         self._states: dict[int, str] = {}  # cookie -> state; bounded: the last dump's sockets
         self.reused = 0  # refreshes that reused the last read (for tests and benchmarks)
+        self.same_read = False  # the last read() returned the previous read again
+        self.same_records = False  # ... for the very same record objects
+        self._records: list[SocketRecord] = []  # keeps the objects behind _ids alive
+        self._ids: list[int] | None = None
+        self.pending: list[SocketRecord] = []  # what apply() left for pidfd_getfd last time
+        self.applied_complete = False  # ... and whether it was given every socket
 
     @property
     def iterators(self) -> SocketIterators | None:
         return self._its
 
     def read(self, protos: Iterable[str], records: Sequence[SocketRecord] | None = None,
-             now: float | None = None) -> dict[str, Table]:
+             now: float | None = None, complete: bool = True) -> dict[str, Table]:
         """Every socket of `protos` the iterators see, by cookie. Call with the thread in
         the Collector's network namespace: the iterator reads the caller's.
 
         With `records` (the dump just taken), the last read is reused when it already
         holds every one of them in the same state and is younger than REREAD_AFTER:
         flags and bucket states change when sockets bind, listen, connect or close,
-        each of which shows in the dump as a new cookie or a new state."""
+        each of which shows in the dump as a new cookie or a new state. `complete` is False
+        when `records` holds only some states (the TUI's listening-only refresh): they are
+        then checked against what the last full dump saw."""
         if not self._tried:
             self._tried = True
             try:
@@ -77,10 +85,23 @@ class KernelOptions:
         now = time.monotonic() if now is None else now
         protos = tuple(protos)
         last = self._last
+        ids = list(map(id, records)) if records is not None else None
+        self.same_records = False
         if (records is not None and last is not None and now - self._last_at < REREAD_AFTER
-                and all(p in last for p in protos if its.covers(p)) and self._unchanged(records)):
-            self.reused += 1
-            return {p: last[p] for p in protos if p in last}
+                and all(p in last for p in protos if its.covers(p))):
+            # The very same record objects (the decoder reuses byte-identical ones; we hold
+            # the last list, so no id can have been recycled), or the same cookies in the
+            # same states.
+            if ids == self._ids:
+                self.same_records = True
+            elif not self._unchanged(records):
+                last = None
+            if last is not None:
+                self.reused += 1
+                self.same_read = True
+                self._records, self._ids = list(records), ids
+                return {p: last[p] for p in protos if p in last}
+        self.same_read = False
         for proto in protos:
             if its.covers(proto):
                 try:
@@ -90,9 +111,14 @@ class KernelOptions:
         if records is not None and not self.last_error:
             self._last = out
             self._last_at = now
-            self._states = {r.cookie: r.state for r in records}
+            if complete:
+                self._states = {r.cookie: r.state for r in records}
+            else:
+                self._states.update((r.cookie, r.state) for r in records)
+            self._records, self._ids = list(records), ids
         else:
             self._last = None
+            self._records, self._ids = [], None
         return out
 
     def _unchanged(self, records: Sequence[SocketRecord]) -> bool:
@@ -113,22 +139,27 @@ class KernelOptions:
     def close(self) -> None:
         self._last = None
         self._states = {}
+        self._records, self._ids = [], None
         if self._its is not None:
             self._its.close()
             self._its = None
 
 
-def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts) -> list[SocketRecord]:
+def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts,
+          same_read: bool = False) -> list[SocketRecord]:
     """Set the options of `records` found by the iterators (source "kernel"); return the
     records left for pidfd_getfd: those of a protocol no iterator covers, and TCP bound-only
     sockets (not in the established/listening hashes the iterator walks). A socket that
-    vanished between the dump and the iterator is left as it is (no descriptor needed)."""
+    vanished between the dump and the iterator is left as it is (no descriptor needed).
+
+    `same_read`: `kernel` is the read the previous call applied; records the sock_diag
+    decoder reused from then (byte-identical in the dump) already carry its values."""
     pending: list[SocketRecord] = []
     requests: list[SocketRecord] = []
     tcp, udp = kernel.get("tcp"), kernel.get("udp")
     tcp_rows = tcp.rows if tcp is not None else None
     udp_rows = udp.rows if udp is not None else None
-    any_table = tcp if tcp is not None else udp  # an empty table is falsy: compare with None
+    any_table = tcp if tcp is not None else udp  # (an empty Table is falsy)
     assert any_table is not None
     # The flag tables depend only on the kernel's bit layout: the same for both protocols.
     ra_of, rp_of, v6_of = any_table.ra, any_table.rp, any_table.v6
@@ -136,6 +167,10 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
     chain_pos = udp.chain_pos if udp is not None else {}
     ifname = facts.ifname
     for rec in records:
+        if same_read:
+            src = rec.option_source
+            if src is not None and src.get("reuseaddr") == KERNEL:
+                continue
         if rec.proto == "tcp":
             if tcp_rows is None:
                 pending.append(rec)
@@ -229,11 +264,15 @@ def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[i
     tcp = kernel.get("tcp")
     if tcp is None:
         return None
-    out: dict[int, list[BindBucket]] = {}
-    for b in tcp.buckets():
-        if port is None or b.port == port:
-            out.setdefault(b.port, []).append(b)
-    return out
+    by_port = tcp.by_port
+    if by_port is None:  # once per iterator read (a reused read is asked again)
+        by_port = {}
+        for b in tcp.buckets():
+            by_port.setdefault(b.port, []).append(b)
+        tcp.by_port = by_port
+    if port is not None:
+        return {port: list(by_port[port])} if port in by_port else {}
+    return {p: list(bs) for p, bs in by_port.items()}
 
 
 __all__ = ["KernelOptions", "apply", "buckets_by_port"]

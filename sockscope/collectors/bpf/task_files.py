@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import btf as btf_mod
 from .asm import AND, FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, Asm
 from .btf import BtfError
-from .iterators import BpfUnavailable
+from .iterators import BpfUnavailable, may_load_bpf
 from .programs import LICENSE, KernelInfo
 from .syscall import Bpf, BpfError, read_all
 
@@ -75,6 +75,8 @@ class TaskFiles:
     """The loaded task-file iterator; read() -> {pid: {fd: inode}} for socket fds."""
 
     def __init__(self) -> None:
+        if not may_load_bpf():
+            raise BpfUnavailable("no CAP_BPF+CAP_PERFMON: owners come from /proc/*/fd")
         try:
             btf = btf_mod.load()
             k = KernelInfo.from_btf(btf)
