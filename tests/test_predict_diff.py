@@ -241,7 +241,12 @@ def unknown_cause(verdict) -> str:
         return "reuseport fast path (§6)"
     for n in verdict.notes:
         if "chain order here is not fully known" in n:
-            return "UDP chain order across families: " + n.rsplit("(", 1)[-1].rstrip(")")
+            for key, why in (("different hash slots", "an IPv4 and an IPv6 socket in different hash2 slots"),
+                             ("connect() may have moved", "a connected socket's slot position"),
+                             ("did not read them", "no UDP iterator")):
+                if key in n:
+                    return f"UDP chain order across families: {why}"
+            return "UDP chain order across families"
         if "per-port fast path may admit" in n:
             return "bind bucket unusable: " + n.split(": ", 1)[-1]
     states = {b.socket.state for b in verdict.blockers if not b.definite}

@@ -204,15 +204,15 @@ def _with_bucket(
         if definite or possible:
             notes.append(f"The per-socket rule alone would refuse this bind, but {fast.reason}")
         if not (cand.listen and (definite or possible)) or fast.listen_skips_check:
-            verdict = _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
+            result = _finish(snapshot, cand, me, "ok", None, [], [], label, notes, others=others)
             if definite or possible:
                 first = (definite or possible)[0]
                 calls = "bind() and listen()" if (cand.proto == "tcp" and cand.listen) else "bind()"
-                verdict.explanation = (
+                result.explanation = (
                     f"{calls} of {label} would succeed: the port's bind bucket lets the kernel skip the "
                     f"conflict check, although by the per-socket rule this socket blocks it: {first.reason}."
                 )
-            return verdict
+            return result
         # listen() runs the full check again, and only an SO_REUSEPORT socket skips it there.
         kind = "conflict" if definite else "unknown"
         return _finish(snapshot, cand, me, kind, "EADDRINUSE" if definite else None, definite, possible, label, notes, stage="listen")

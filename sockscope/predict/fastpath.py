@@ -139,10 +139,12 @@ def tcp_fast_path(buckets: dict[int, list[BindBucket]] | None, me: Me, port_in_u
         if port_in_use:
             return None
         return FastPath("checks", "no socket is in the port's bind bucket: nothing to skip")
-    answers = {_decide(b, me) for b in mine}
-    if len(answers) > 1:
+    # One bucket per (port, l3mdev); two values mean it changed while the iterator walked
+    # the port's sockets. Only a disagreement in what they decide matters.
+    answers = [_decide(b, me) for b in mine]
+    if len({(a.status, a.listen_skips_check) for a in answers}) > 1:
         return FastPath("unknown", "the port's bind bucket changed while the iterator read it (two sockets showed different fast-path states)", mine[0])
-    return answers.pop()
+    return answers[0]
 
 
 def _decide(bucket: BindBucket, me: Me) -> FastPath:

@@ -121,6 +121,12 @@ def test_bucket_read_twice_with_different_states_is_unknown() -> None:
     assert path is not None and path.status == "unknown" and "changed" in path.reason
 
 
+def test_bucket_read_twice_deciding_alike_is_answered() -> None:
+    buckets = {8080: [_strict("0.0.0.0"), BindBucket(8080, 0, 0, 1, 0, "0.0.0.0", None, 4, False)]}
+    path = tcp_fast_path(buckets, _me("127.0.0.1"), True)
+    assert path is not None and path.status == "admits"
+
+
 def test_connect_bucket_takes_the_full_check() -> None:
     # Ports chosen by connect() have -1/-1: no fast path for anyone.
     path = tcp_fast_path({8080: [BindBucket(8080, 0, -1, -1)]}, _me(ra=True), True)
