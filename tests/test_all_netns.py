@@ -196,7 +196,7 @@ def test_list_all_netns_matches_ss_in_every_namespace(netns, unshared, cleanup):
     kinds = {x["netns"]["kind"] for x in records}
     assert {"host", "netns", "process"} <= kinds
     # every record of the contract, plus netns
-    assert all(list(x)[-1] == "netns" and len(x) == 21 for x in records)
+    assert all(list(x)[-2:] == ["option_source", "netns"] and len(x) == 22 for x in records)
     # the text table has the column and the names
     r = cli("list", "--all-netns", "-p", str(PORT))
     assert r.returncode == 0 and r.stdout.startswith("Netns ") and netns.name[:15] in r.stdout

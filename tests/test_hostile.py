@@ -113,6 +113,9 @@ def test_cli_text_has_no_control_characters_and_json_keeps_exact_names(hostile):
         sockscope("list", "--netns", ns.name, "-w"),
         sockscope("check", "tcp", "127.0.0.1:7100", "--netns", ns.name),
         sockscope("check", "tcp", "0.0.0.0:7200", "--reuseaddr", "--netns", ns.name),
+        # A valid name that is absent: the error lists the namespace's (hostile) interface names.
+        sockscope("check", "tcp", "127.0.0.1:7300", "--device", "nope", "--netns", ns.name),
+        # A name the kernel would refuse: one line, escaped.
         sockscope("check", "tcp", "127.0.0.1:7300", "--device", "nope\x1b[2J", "--netns", ns.name),
         sockscope("why", "7100", "--netns", ns.name),
         sockscope("why", "7200", "--netns", ns.name),
@@ -131,6 +134,7 @@ def test_cli_text_has_no_control_characters_and_json_keeps_exact_names(hostile):
     assert "\ufffd\ufffd\\\\x1b\\x7f" in listing
     assert "%e\\x1b[31m\\x07[b]" in listing  # the device
     assert "no interface" in outs[4].stderr and "e\\x1b[31m\\x07[b]" in outs[4].stderr
+    assert outs[5].returncode == 2 and "nope\\x1b[2J" in outs[5].stderr and len(outs[5].stderr.splitlines()) == 1
     # JSON: the exact names, escaped by JSON itself.
     js = sockscope("list", "--json", "--netns", ns.name)
     assert not bad_chars(js.stdout)

@@ -244,6 +244,12 @@ async def _bind_check(app, pilot, endpoint: str, *extra: str, proto: str = "tcp"
     screen = app.screen
     assert isinstance(screen, BindCheckScreen)
     screen.query_one("#bind-proto").value = proto
+    # `b` starts from the selected socket ("another like this"): start these cases blank.
+    screen.query_one("#bind-device").value = ""
+    screen.query_one("#bind-reuseaddr").value = False
+    screen.query_one("#bind-reuseport").value = False
+    screen.query_one("#bind-v6only").value = "default"
+    screen.query_one("#bind-listen").value = True
     inp = screen.query_one("#bind-endpoint")
     inp.value = ""
     await pilot.press(*endpoint)

@@ -50,6 +50,7 @@ async def test_churn_rounds_leave_nothing_behind(netns):
         assert app.views is not None and app.views.frame.total == 0
         assert not any(app.builder.ghosts.values())
         assert not any(app.builder.new.values())
-        info = addr_key.cache_info()
-        assert info.maxsize is not None and info.currsize <= info.maxsize
+        # The sort key keeps no memo of the peers it saw (inet_pton per call is cheaper than
+        # a cache that churn fills): nothing of the gone sockets can stay there.
+        assert not hasattr(addr_key, "cache_info")
         await app.action_quit()
