@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check_cmd", "predict whether a bind()/listen() would succeed, and why"),
     "why": ("why_cmd", "who holds a port, why a bind fails, and what would work"),
     "tui": ("tui_cmd", "the live terminal UI (the default with no subcommand)"),
+    "signals": ("signals_cmd", "listener health, ephemeral-port pressure, leaks, reuseport groups"),
+    "exporter": ("exporter_cmd", "a Prometheus exporter of the signals and per-port socket counts"),
 }
 
 
