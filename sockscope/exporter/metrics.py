@@ -6,9 +6,10 @@ ratios 0..1), `_total` only on counters. No per-flow labels: the finest label se
 local port, a listener's address:port, and a (source, destination address:port) pair for
 the top destinations of the ephemeral range.
 
-The series budget: families are filled in priority order (the `PRIORITY` of this list
-below) and each family's samples largest first, until `max_series` samples are spent; what
-did not fit is counted in sockscope_series_dropped{family}. Meta families (collector
+The series budget (apply_budget): every family gets a fair share of `max_series`, a
+family smaller than its share leaves the rest to the others, and each family keeps its
+largest (most urgent) samples; what did not fit is counted in
+sockscope_series_dropped{family}. Meta families (collector
 success, durations, the budget itself) are always written and not counted.
 """
 
@@ -141,8 +142,8 @@ def build_families(
         totals: Counter[tuple[str, int]] = Counter()
         for h in report.listeners:
             totals[(h.rec.local_addr, h.rec.local_port)] += h.overflows_total
-        for (addr, port), n in totals.most_common():
-            attributed.add((ns, addr, str(port)), n)
+        for (addr, port), _h in ordered:  # the queue families' order: one budget cut for all four
+            attributed.add((ns, addr, str(port)), totals[(addr, port)])
         fams += [qfill, qlen, qmax, attributed]
         ov = report.overflow
         if ov["read"]:
@@ -227,19 +228,40 @@ def build_families(
 
 
 def apply_budget(families: list[Family], max_series: int) -> tuple[list[Family], dict[str, int]]:
-    """Keep at most `max_series` samples outside the meta families, in list order.
+    """Keep at most `max_series` samples outside the meta families.
+
+    Fair shares ("water-filling"): each family may use an equal share of the budget, and a
+    family smaller than its share gives what it does not use to the others; the remainder
+    of an uneven split goes to the earlier (more urgent) families. So the small, urgent
+    families (bind verdicts, ephemeral ports of the top destinations, reuseport groups)
+    are always whole, and per-port families share the rest, largest values first.
     Returns the trimmed families and the dropped samples per family."""
-    left = max_series
+    budget = max(max_series, 0)
+    sized = [(i, len(f.samples)) for i, f in enumerate(families) if not f.meta]
+    alloc: dict[int, int] = {}
+    pending = sorted(sized, key=lambda t: (t[1], t[0]))
+    while pending:
+        share = budget // len(pending)
+        i, size = pending[0]
+        if size <= share:
+            alloc[i] = size
+            budget -= size
+            pending.pop(0)
+            continue
+        extra = budget - share * len(pending)
+        for j, _ in sorted(pending):  # list order = priority
+            alloc[j] = share + (1 if extra > 0 else 0)
+            extra -= 1
+        break
     out: list[Family] = []
     dropped: dict[str, int] = {}
-    for f in families:
+    for i, f in enumerate(families):
         if f.meta:
             out.append(f)
             continue
-        keep = f.samples[:max(left, 0)]
+        keep = f.samples[:alloc.get(i, 0)]
         if len(keep) < len(f.samples):
             dropped[f.name] = dropped.get(f.name, 0) + len(f.samples) - len(keep)
-        left -= len(keep)
         out.append(Family(f.name, f.kind, f.help, f.labels, keep))
     return out, dropped
 

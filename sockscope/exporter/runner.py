@@ -34,7 +34,7 @@ MAX_TARGETS = 256  # namespaces read per cycle (each keeps a Collector: bounded)
 @dataclass(slots=True)
 class Target:
     name: str | None
-    collector: Collector | None
+    collector: Any  # a Collector, or None until made (and after a failure)
     tracker: SignalTracker
     inputs: SignalInputReader
 
@@ -70,6 +70,7 @@ class ExporterRunner:
         method: str = "auto",
         textfile: str | None = None,
         on_cycle: Callable[[list[Family]], None] | None = None,
+        make_collector: Callable[[str | None], Any] | None = None,
     ) -> None:
         self.targets = targets
         self.interval = interval
@@ -79,6 +80,8 @@ class ExporterRunner:
         self.method = method
         self.textfile = textfile
         self.on_cycle = on_cycle
+        # what reads a namespace: a Collector (tests pass one that returns a fixed snapshot)
+        self.make_collector = make_collector or (lambda name: Collector(netns=name, method=method))  # type: ignore[arg-type]
         self._targets: dict[str | None, Target] = {}
         self._families: list[Family] = []
         self._lock = threading.Lock()
@@ -131,7 +134,7 @@ class ExporterRunner:
         start = time.perf_counter()
         try:
             if t.collector is None:
-                t.collector = Collector(netns=t.name, method=self.method)  # type: ignore[arg-type]
+                t.collector = self.make_collector(t.name)
             snapshot = t.collector.snapshot()
             statuses.append(CollectorStatus("sockets", True, time.perf_counter() - start))
         except Exception as exc:  # noqa: BLE001 - one namespace failing must not stop the others

@@ -26,6 +26,8 @@ HISTORY_SECONDS = 600.0
 HISTORY_POINTS = 120
 MAX_SERIES = 200  # series kept in the history per kind (the largest)
 MAX_REMEMBERED = 100_000  # CLOSE_WAIT first-seen times and attributed totals
+MAX_SIGNALS_PER_KIND = 100  # the most severe of each kind; the rest are counted in `dropped`
+MAX_JSON_ITEMS = 100  # per section of to_json(), largest first; totals say how many there were
 
 
 @dataclass(slots=True)
@@ -48,12 +50,17 @@ class SignalReport:
     close_wait: list[CloseWaitGroup]
     time_wait: TimeWaitSummary
     reuseport: list[ReuseportGroup]
+    dropped: dict[str, int] = field(default_factory=dict)  # kind -> signals left out (bound)
+    severity_counts: dict[str, int] = field(default_factory=dict)  # every signal, kept or not
 
     @property
     def worst(self) -> Signal | None:
         return self.signals[0] if self.signals else None
 
     def counts(self) -> dict[str, int]:
+        """Signals per severity, including those left out of `signals` by the bound."""
+        if self.severity_counts:
+            return dict(self.severity_counts)
         out = {s: 0 for s in RANK}
         for sig in self.signals:
             out[sig.severity] += 1
@@ -61,20 +68,26 @@ class SignalReport:
 
     def to_json(self) -> dict[str, Any]:
         sp = self.space
+        cap = MAX_JSON_ITEMS
         return {
             "taken_at": self.taken_at,
             "netns": self.netns,
             "counts": self.counts(),
             "signals": [s.to_json() for s in self.signals],
-            "listeners": [h.to_json() for h in self.listeners],
+            "signals_left_out": self.dropped,
+            "listeners": [h.to_json() for h in sorted(self.listeners, key=lambda h: -h.fill)[:cap]],
+            "listeners_total": len(self.listeners),
             "listen_overflow": self.overflow,
             "ephemeral_range": {"low": sp.low, "high": sp.high, "reserved": sp.reserved,
                                 "bound_by_bind": len(sp.bound), "usable": sp.usable,
                                 "listeners_in_range": [r.local_port for r in sp.listeners_in_range]},
-            "ephemeral": [d.to_json() for d in self.ephemeral],
-            "close_wait": [g.to_json() for g in self.close_wait],
+            "ephemeral": [d.to_json() for d in self.ephemeral[:cap]],
+            "ephemeral_total": len(self.ephemeral),
+            "close_wait": [g.to_json() for g in self.close_wait[:cap]],
+            "close_wait_total": len(self.close_wait),
             "time_wait": self.time_wait.to_json(),
-            "reuseport": [g.to_json() for g in self.reuseport],
+            "reuseport": [g.to_json() for g in self.reuseport[:cap]],
+            "reuseport_total": len(self.reuseport),
         }
 
 
@@ -175,7 +188,10 @@ class SignalTracker:
             if len(self.first_seen) < MAX_REMEMBERED:
                 self.first_seen.setdefault(c, now)
         self.close_wait_history.add(now, {g.key: g.count for g in cw})
-        for g in cw:
+        for i, g in enumerate(cw):
+            if i >= MAX_SERIES:  # the smallest groups: no history kept, no age or slope
+                signals.append(close_wait_signal(g))
+                continue
             seen = [self.first_seen[c] for c in g.cookies if c in self.first_seen]
             g.age_seconds = now - min(seen) if seen else 0.0
             g.slope = self.close_wait_history.slope(g.key)
@@ -189,4 +205,17 @@ class SignalTracker:
         signals += [reuseport_signal(g) for g in groups]
 
         signals.sort(key=lambda s: (-s.rank, s.kind, s.subject))
-        return SignalReport(now, snap.netns, signals, health, overflow, space, dests, cw, tw, groups)
+        severity_counts = {s: 0 for s in RANK}
+        for sig in signals:
+            severity_counts[sig.severity] += 1
+        kept: list[Signal] = []
+        per_kind: dict[str, int] = {}
+        dropped: dict[str, int] = {}
+        for sig in signals:
+            n = per_kind.get(sig.kind, 0)
+            if n < MAX_SIGNALS_PER_KIND:
+                kept.append(sig)
+                per_kind[sig.kind] = n + 1
+            else:
+                dropped[sig.kind] = dropped.get(sig.kind, 0) + 1
+        return SignalReport(now, snap.netns, kept, health, overflow, space, dests, cw, tw, groups, dropped, severity_counts)
