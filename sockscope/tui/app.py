@@ -27,11 +27,13 @@ from sockscope.model import SocketRecord
 from sockscope.formatting import endpoint
 
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
-from .messages import CollectorFailed, ViewsReady
+from .messages import CollectorFailed, SignalsReady, ViewsReady
 from .poller import CollectorSource, Poller, Source
 from .views import BuildQueue, Settings, ViewBuilder, Views
 from .widgets import FilterBar, SocketTable, StatsHeader
 from .widgets.stats_header import seconds
+from .signals_worker import SignalsWorker, collector_inputs
+from .widgets.signals_pane import SignalsPane, worst_text
 
 
 class SockscopeApp(App[int]):
@@ -44,6 +46,7 @@ class SockscopeApp(App[int]):
         Binding("2", "pane('established')", "Established", show=False),
         Binding("3", "pane('timewait')", "TIME_WAIT", show=False),
         Binding("4", "pane('other')", "Other", show=False),
+        Binding("5", "signals", "Signals", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse", show=False),
@@ -84,6 +87,12 @@ class SockscopeApp(App[int]):
         self.builder = ViewBuilder(clock=clock)
         self.queue = BuildQueue(self.builder, self.settings, self._deliver_views, self._deliver_error)
         self.poller = Poller(self.make_source, interval, self.queue.submit_frame, self._deliver_error, clock=clock)
+        # Signals: computed per full dump in their own thread; hand-built sources read nothing.
+        self.signals_worker = SignalsWorker(self._deliver_signals, self._deliver_error,
+                                            collector_inputs(netns) if make_source is None else None)
+        self.signals_report: Any = None
+        self._signals_wanted = 0  # seq of the last full frame handed to the worker
+        self._signals_seq = 0  # seq of the frame of the report shown
 
     # ------------------------------------------------------------ layout
 
@@ -95,6 +104,8 @@ class SockscopeApp(App[int]):
             for i, pane in enumerate(PANES, 1):
                 with TabPane(f"{i} {PANE_TITLES[pane]}", id=pane):
                     yield SocketTable(pane, clock=self.clock, id=f"table-{pane}")
+            with TabPane("5 Signals", id="signals"):
+                yield SignalsPane(id="signals-pane")
         yield FilterBar(id="filter-bar")
         yield Footer()
 
@@ -107,6 +118,7 @@ class SockscopeApp(App[int]):
             title=self.title, counts={}, total=0, status="collecting…", history=[], paused=False)
         self.run_worker(self.queue.run, thread=True, name="view-builder", group="builder", exit_on_error=False)
         self.run_worker(self.poller.run, thread=True, name="collector", group="collector", exit_on_error=False)
+        self.run_worker(self.signals_worker.run, thread=True, name="signals", group="signals", exit_on_error=False)
         self.set_interval(1.0, self._tick)
         self.table().focus()
 
@@ -116,6 +128,7 @@ class SockscopeApp(App[int]):
     def stop_threads(self) -> None:
         self.poller.stop()
         self.queue.stop()
+        self.signals_worker.stop()
 
     async def action_quit(self) -> None:
         self.stop_threads()
@@ -153,8 +166,28 @@ class SockscopeApp(App[int]):
         notice.set_class(bool(limitation), "-show")
         if limitation:
             notice.update(Text("⚠ " + limitation))
+        if views.frame.full and views.frame.seq > self._signals_wanted:
+            self._signals_wanted = views.frame.seq
+            self.signals_worker.submit(views.frame)
         self.applied += 1
         self.apply_times.append(time.perf_counter() - start)
+
+    def _deliver_signals(self, seq: int, report: Any) -> None:  # signals thread
+        self.post_message(SignalsReady(seq, report))
+
+    def on_signals_ready(self, message: SignalsReady) -> None:
+        self._signals_seq = message.seq
+        if message.report is None:  # the worker failed on this frame (said in the header)
+            return
+        self.signals_report = message.report
+        self.query_one("#signals-pane", SignalsPane).show(message.report)  # type: ignore[arg-type]
+        counts = message.report.counts()  # type: ignore[attr-defined]
+        marks = " ".join(f"{counts[s]}{m}" for s, m in (("critical", "!"), ("warning", "⚠")) if counts[s])
+        label = f"5 Signals {marks}".rstrip()
+        tab = self.query_one("#panes", TabbedContent).get_tab("signals")
+        if str(tab.label) != label:
+            tab.label = label
+        self._update_header()
 
     def _tick(self) -> None:
         """Once a second: timers count down and new-row marks fade (visible rows only)."""
@@ -177,6 +210,9 @@ class SockscopeApp(App[int]):
             pv = views.panes.get(self.current_pane)
             shown = len(pv.rows) if pv is not None else 0
             parts.append(f"filter “{self.settings.filter_text}”: {shown:,} shown")
+        worst = self.signals_report.worst if self.signals_report is not None else None
+        if worst is not None and worst.rank >= 2:  # warning or critical: in the header, whatever the pane
+            parts.append(worst_text(self.signals_report).plain)
         return " · ".join(parts)
 
     def _update_header(self) -> None:
@@ -219,7 +255,10 @@ class SockscopeApp(App[int]):
             return "listening"
 
     def table(self, pane: str | None = None) -> SocketTable:
-        return self.query_one(f"#table-{pane or self.current_pane}", SocketTable)
+        pane = pane or self.current_pane
+        if pane not in PANES:  # the Signals pane has no socket table: the first pane's serves
+            pane = PANES[0]
+        return self.query_one(f"#table-{pane}", SocketTable)
 
     def snapshot(self):  # type: ignore[no-untyped-def]
         return self.views.frame.snapshot() if self.views is not None else None
@@ -248,6 +287,23 @@ class SockscopeApp(App[int]):
         pane = event.pane.id or "listening"
         if pane in PANES:
             self.call_after_refresh(self.table(pane).focus)
+        elif pane == "signals":
+            self.call_after_refresh(self.query_one("#signals-pane", SignalsPane).focus_table)
+
+    def action_signals(self) -> None:
+        self.query_one("#panes", TabbedContent).active = "signals"
+        self.query_one("#signals-pane", SignalsPane).focus_table()
+        self._update_header()
+
+    @on(SignalsPane.Show)
+    def _show_signal(self, event: SignalsPane.Show) -> None:
+        """From a signal to its sockets: its filter, in the pane that lists them."""
+        sig = event.signal
+        if sig.pane == "timewait" and self.settings.tw_grouped:
+            self._set_settings({"timewait"}, tw_grouped=False)
+        self.action_pane(sig.pane if sig.pane in PANES else "listening")
+        self.set_filter(sig.filter)
+        self.table().focus()
 
     def action_filter(self) -> None:
         self.query_one("#filter-bar", FilterBar).open()
@@ -440,6 +496,8 @@ class SockscopeApp(App[int]):
         yield SystemCommand("Why this port (w)", "who holds the selected socket's port", self.action_why)
         yield SystemCommand("Clear blocker marks (x)", "forget the last bind check's blockers",
                             self.action_clear_blockers)
+        yield SystemCommand("Show Signals (5)", "queues, ephemeral ports, leaks, reuseport groups, worst first",
+                            self.action_signals)
         yield SystemCommand("Help (?)", "every key", self.action_help)
 
     # ------------------------------------------------------------ test and benchmark hooks
@@ -459,7 +517,8 @@ class SockscopeApp(App[int]):
     async def settled(self, timeout: float = 30.0) -> Views:
         """Wait until the views reflect the current settings (filter, sort, grouping)."""
         version = self.settings.version
-        return await self.wait_for(lambda v: v.settings.version >= version, timeout)
+        return await self.wait_for(
+            lambda v: v.settings.version >= version and self._signals_seq >= self._signals_wanted, timeout)
 
     async def refresh_now(self, full: bool = True, timeout: float = 30.0) -> Views:
         """Ask for a refresh and wait until its views are applied."""

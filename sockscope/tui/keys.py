@@ -6,6 +6,7 @@ from __future__ import annotations
 KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Panes", (
         ("1 2 3 4", "Listening, Established, TIME_WAIT, Other"),
+        ("5", "Signals: full queues, ephemeral ports, CLOSE_WAIT leaks, reuseport groups (enter: their sockets)"),
         ("tab / shift+tab", "move focus (table, tabs, filter)"),
     )),
     ("Rows", (
