@@ -132,7 +132,7 @@ def build_families(
         qfill = _fam("sockscope_listen_queue_fill_ratio", "gauge", "Accept queue length / capacity (0..1)",
                      "addr", "port")
         for (addr, port), h in ordered:
-            lv = (ns, addr, str(port))
+            lv: LabelValues = (ns, addr, str(port))
             qlen.add(lv, h.recv_q)
             qmax.add(lv, h.capacity)
             qfill.add(lv, h.fill)
@@ -180,15 +180,15 @@ def build_families(
                      "With no port left: seconds until the first TIME_WAIT of it expires", "src", "dst", "dport")
         for d in dests:
             _, src, dst, dport = d.key
-            lv = (ns, src, dst, str(dport))
-            e_use.add(lv, d.in_use)
-            e_left.add(lv, d.ports_left)
-            e_tw.add(lv, d.tw_share)
-            e_est.add(lv, 1 if d.estimate else 0)
+            lv4: LabelValues = (ns, src, dst, str(dport))
+            e_use.add(lv4, d.in_use)
+            e_left.add(lv4, d.ports_left)
+            e_tw.add(lv4, d.tw_share)
+            e_est.add(lv4, 1 if d.estimate else 0)
             if d.exhaustion_seconds is not None:
-                e_exh.add(lv, d.exhaustion_seconds)
+                e_exh.add(lv4, d.exhaustion_seconds)
             if d.relief_seconds is not None:
-                e_rel.add(lv, d.relief_seconds)
+                e_rel.add(lv4, d.relief_seconds)
         e_left.samples.sort(key=lambda s: s[1])  # the scarcest first
         fams += [e_left, e_use, e_tw, e_est, e_exh, e_rel]
 
@@ -218,10 +218,10 @@ def build_families(
                        "1 when the group mixes executables or start times far apart", "proto", "addr", "port")
         for g in report.reuseport:
             proto, _, addr, port, _ = g.key
-            lv = (ns, proto, addr, str(port))
-            g_size.add(lv, len(g.members))
-            g_exe.add(lv, len(g.executables))
-            g_alarm.add(lv, 1 if g.alarms else 0)
+            lvg: LabelValues = (ns, proto, addr, str(port))
+            g_size.add(lvg, len(g.members))
+            g_exe.add(lvg, len(g.executables))
+            g_alarm.add(lvg, 1 if g.alarms else 0)
         fams += [g_alarm, g_size, g_exe]
     fams.append(f_tw)  # last: the most numerous on a busy server, and the least urgent
     return fams

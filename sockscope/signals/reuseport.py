@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sockscope.formatting import endpoint
@@ -22,8 +23,11 @@ START_SPREAD_SECONDS = 600.0  # members started further apart than this raise th
 
 
 class ProcFacts(Protocol):
-    exe: str | None
-    started_at: float | None
+    @property
+    def exe(self) -> str | None: ...
+
+    @property
+    def started_at(self) -> float | None: ...
 
 
 @dataclass(slots=True)
@@ -74,7 +78,7 @@ def _groups(snapshot: Snapshot) -> dict[GroupKey, list[SocketRecord]]:
     return {k: v for k, v in groups.items() if len(v) > 1}
 
 
-def reuseport_groups(snapshot: Snapshot, procs: dict[int, ProcFacts],
+def reuseport_groups(snapshot: Snapshot, procs: Mapping[int, ProcFacts],
                      spread_limit: float = START_SPREAD_SECONDS) -> list[ReuseportGroup]:
     out = []
     for key, recs in _groups(snapshot).items():

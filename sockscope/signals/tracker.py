@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ MAX_JSON_ITEMS = 100  # per section of to_json(), largest first; totals say how 
 class Observation:
     snapshot: Snapshot
     tcpext: dict[str, int] | None = None  # None: /proc/net/netstat not read
-    procs: dict[int, ProcFacts] = field(default_factory=dict)
+    procs: Mapping[int, ProcFacts] = field(default_factory=dict)
     now: float | None = None  # wall clock of the observation (default: the snapshot's)
 
 
@@ -146,8 +146,8 @@ class SignalTracker:
         live = {h.key for h in health}
         self.totals = {k: v for k, v in self.totals.items() if k in live}
         for h in health:
-            o, d = self.totals.get(h.key, (0, 0))
-            self.totals[h.key] = (o + h.overflows, d + h.drops)
+            over, drop = self.totals.get(h.key, (0, 0))
+            self.totals[h.key] = (over + h.overflows, drop + h.drops)
             h.overflows_total, h.drops_total = self.totals[h.key]
         self.was_full = {h.key for h in health if h.full}
         if obs.tcpext is not None:
