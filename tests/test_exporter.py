@@ -131,3 +131,16 @@ def test_prometheus_scrapes_the_exporter(netns, holders, tmp_path):
     finally:
         stop(prom)
         stop(exporter)
+
+
+def test_readme_alert_rules_are_valid(tmp_path):
+    """The example alert rules in the README load in Prometheus (promtool check rules)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (it comes with the prometheus package)")
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    start = readme.index("groups:\n  - name: sockscope")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(readme[start:readme.index("```", start)])
+    out = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

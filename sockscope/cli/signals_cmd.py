@@ -21,7 +21,7 @@ def _positive(kind: type, low: float, high: float):  # type: ignore[no-untyped-d
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} out of range {low:g}-{high:g}")
+            raise argparse.ArgumentTypeError(f"{value} out of range {kind(low)}-{kind(high)}")
         return value
     return parse
 

@@ -69,7 +69,9 @@ def close_wait_signal(g: CloseWaitGroup) -> Signal:
         severity = "warning"
     else:
         severity = "info"
-    who = f"pid {pid} {g.process}" if pid is not None else "no visible owner"
+    # No owner: still in a listener's accept queue (never accepted), or held by a process
+    # sockscope cannot see (another PID namespace).
+    who = f"pid {pid} {g.process}" if pid is not None else "not accepted / no visible owner"
     text = f"{g.count} socket(s) in CLOSE_WAIT from {peer}, the oldest seen {g.age_seconds:.0f} s ago"
     if g.slope is not None:
         text += f", {g.slope * 60:+.1f}/min"
