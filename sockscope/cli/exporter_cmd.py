@@ -52,10 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def targets_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The namespaces to read each cycle. Hook for --all-netns: return a callable that
-    lists every namespace (new ones are picked up at the next cycle)."""
-    names: list[str | None] = [args.netns]
-    return lambda: names
+    """The namespaces to read each cycle, as (what Collector opens, netns label) pairs.
+    The hook for --all-netns: return a callable that lists every namespace of the host
+    (e.g. the netns work's discovery: [(ns.path, ns.ref.name) for ns in discover()]); new
+    namespaces are picked up at the next cycle and vanished ones closed."""
+    specs = [(args.netns, args.netns or "")]
+    return lambda: specs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,9 +3,11 @@ per scrape. Each cycle reads every target namespace (one Collector each, kept wa
 computes signals and bind verdicts, builds the families within the series budget and
 swaps them in; scrapes and the textfile only read the last finished set.
 
-Targets are a callable returning the namespace names to read (None = the exporter's own):
-`--netns NAME` gives a fixed list; `--all-netns` (the netns work) plugs in a callable
-that lists every namespace, and new ones get their Collector on first sight.
+Targets are a callable returning (what the Collector opens, the `netns` label) pairs: None
+is the exporter's own namespace; a name under /run/netns or a path such as
+/proc/PID/ns/net opens another. `--netns NAME` gives a fixed list; `--all-netns` (the netns
+work's discovery) plugs in a callable that lists every namespace each cycle: new ones get
+their Collector, tracker and input reader on first sight, vanished ones are closed.
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ from .metrics import (DEFAULT_MAX_SERIES, DEFAULT_TOP_DESTINATIONS, BindWatch, C
 MAX_TARGETS = 256  # namespaces read per cycle (each keeps a Collector: bounded)
 
 
+TargetSpec = tuple[str | None, str]  # (what Collector opens, the netns label)
+
+
 @dataclass(slots=True)
 class Target:
     name: str | None
+    label: str
     collector: Any  # a Collector, or None until made (and after a failure)
     tracker: SignalTracker
     inputs: SignalInputReader
-
-
-def netns_label(name: str | None) -> str:
-    return name or ""
 
 
 def watch_verdicts(snapshot, watch: list[tuple[str, int]]) -> list[BindWatch]:  # type: ignore[no-untyped-def]
@@ -61,7 +63,7 @@ def watch_verdicts(snapshot, watch: list[tuple[str, int]]) -> list[BindWatch]:  
 class ExporterRunner:
     def __init__(
         self,
-        targets: Callable[[], list[str | None]],
+        targets: Callable[[], list[TargetSpec]],
         *,
         interval: float = 15.0,
         max_series: int = DEFAULT_MAX_SERIES,
@@ -82,7 +84,7 @@ class ExporterRunner:
         self.on_cycle = on_cycle
         # what reads a namespace: a Collector (tests pass one that returns a fixed snapshot)
         self.make_collector = make_collector or (lambda name: Collector(netns=name, method=method))  # type: ignore[arg-type]
-        self._targets: dict[str | None, Target] = {}
+        self._targets: dict[TargetSpec, Target] = {}
         self._families: list[Family] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -93,23 +95,23 @@ class ExporterRunner:
 
     # ---------------------------------------------------------------- collection
 
-    def _target(self, name: str | None) -> Target:
-        t = self._targets.get(name)
+    def _target(self, spec: TargetSpec) -> Target:
+        t = self._targets.get(spec)
         if t is None:
-            t = Target(name, None, SignalTracker(), SignalInputReader(name))
-            self._targets[name] = t
+            t = Target(spec[0], spec[1], None, SignalTracker(), SignalInputReader(spec[0]))
+            self._targets[spec] = t
         return t
 
     def collect_once(self) -> list[Family]:
         cycle_start = time.perf_counter()
         families: list[Family] = []
-        names = list(dict.fromkeys(self.targets()))[:MAX_TARGETS]
-        for gone in set(self._targets) - set(names):
+        specs = list(dict.fromkeys(self.targets()))[:MAX_TARGETS]
+        for gone in set(self._targets) - set(specs):
             t = self._targets.pop(gone)
             if t.collector is not None:
                 t.collector.close()
-        for name in names:
-            families += self._collect_target(self._target(name))
+        for spec in specs:
+            families += self._collect_target(self._target(spec))
         merged = merge(families)
         kept, dropped = apply_budget(merged, self.max_series)
         used = sum(len(f.samples) for f in kept if not f.meta)
@@ -128,7 +130,7 @@ class ExporterRunner:
         return kept
 
     def _collect_target(self, t: Target) -> list[Family]:
-        ns = netns_label(t.name)
+        ns = t.label
         statuses: list[CollectorStatus] = []
         snapshot = report = None
         start = time.perf_counter()

@@ -77,7 +77,7 @@ class FixedCollector:
 def test_series_budget_holds_with_100000_sockets() -> None:
     snap = synthetic()
     assert len(snap.sockets) == 100_000
-    runner = ExporterRunner(lambda: [None], max_series=2000, top_destinations=50,
+    runner = ExporterRunner(lambda: [(None, "")], max_series=2000, top_destinations=50,
                             watch=[("tcp", 1000), ("tcp", 65000)],
                             make_collector=lambda name: FixedCollector(snap))
     kept = runner.collect_once()
@@ -106,6 +106,11 @@ def test_series_budget_holds_with_100000_sockets() -> None:
         for s in fam.samples:
             assert not {"sport", "peer_port", "cookie", "inode"} & set(s.labels)
     assert kept
+    # scrapes read the last collection: they never collect
+    cycles = runner.cycles
+    for _ in range(3):
+        generate_latest(runner.registry)
+    assert runner.cycles == cycles == 2
 
 
 def test_budget_zero_left_keeps_meta() -> None:
@@ -126,3 +131,32 @@ def test_text_output_sanitizes_host_strings() -> None:
     report = SignalTracker().observe(Observation(Snapshot(sockets=socks)))
     text = render(report)
     assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text
+
+
+def test_several_namespaces_share_one_family_each() -> None:
+    """The --all-netns shape: several targets, one family per metric name, a netns label each;
+    a target that vanishes is closed and its series go."""
+    snaps = {"a": synthetic(400), "b": synthetic(300)}
+    closed: list[str] = []
+
+    class Closing(FixedCollector):
+        def __init__(self, name: str) -> None:
+            super().__init__(snaps[name])
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+
+    targets = [("a", "a"), ("b", "b")]
+    runner = ExporterRunner(lambda: list(targets), make_collector=lambda name: Closing(name))
+    runner.collect_once()
+    text = generate_latest(runner.registry).decode()
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert len(names) == len(set(names))
+    sockets = {s.labels["netns"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "sockscope_sockets" and s.labels["state"] == "LISTEN"}
+    assert set(sockets) == {"a", "b"}
+    targets.pop()
+    runner.collect_once()
+    text = generate_latest(runner.registry).decode()
+    assert closed == ["b"] and 'netns="b"' not in text and 'netns="a"' in text
