@@ -138,7 +138,10 @@ def ephemeral_pressure(snapshot: Snapshot, space: PortSpace) -> list[DestPressur
                 or not space.low <= r.local_port <= space.high or r.local_port in listen_ports):
             continue  # accepted connections share their listener's port: not ephemeral
         groups[(r.family, r.local_addr, r.peer_addr, r.peer_port)].append(r)
-    client_ports = {r.local_port for recs in groups.values() for r in recs}
+    # ports held by connections to any destination, not bound: those of *other* destinations
+    # count as free for this one (connect() shares a port among 4-tuples), unless bound before
+    # connect(), which sock_diag does not tell (ports ⊆ client_ports, so a count suffices)
+    client_unbound = len({r.local_port for recs in groups.values() for r in recs} - space.bound)
     out: list[DestPressure] = []
     for key, recs in groups.items():
         by_state = Counter(r.state for r in recs)
@@ -148,10 +151,11 @@ def ephemeral_pressure(snapshot: Snapshot, space: PortSpace) -> list[DestPressur
         tw_reusable = bool(tw) and _tw_reusable(snapshot.facts.tcp_tw_reuse, key[2])
         if tw_reusable:
             reasons.append("net.ipv4.tcp_tw_reuse lets connect() reuse a TIME_WAIT 4-tuple whose timestamps are over 1 s old")
-        others = client_ports - ports - space.bound
+        own = len(ports - space.bound)
+        others = client_unbound - own
         if not space.bound_exact and others:
-            reasons.append(f"{len(others)} port(s) used by other destinations count as free, but may have been bound with bind() before connect()")
-        left = max(space.usable - len(ports - space.bound), 0)
+            reasons.append(f"{others} port(s) used by other destinations count as free, but may have been bound with bind() before connect()")
+        left = max(space.usable - own, 0)
         expiring = [r.timer.expires_ms for r in tw if r.timer is not None]
         earliest = min(expiring) if expiring else None
         relief = earliest / 1000.0 if (left == 0 and earliest is not None) else None
