@@ -16,8 +16,13 @@ async def test_signals_pane_sorted_and_links_to_sockets():
         await app.wait_for(lambda v: True)
         await app.settled()
         await pilot.press("5")
-        await pilot.pause()
         pane = app.query_one("#signals-pane", SignalsPane)
+        table = pane.query_one("#signals-table")
+        for _ in range(200):  # the tab switch moves the focus after a refresh
+            if app.focused is table:
+                break
+            await pilot.pause(0.02)
+        assert app.focused is table
         ranks = [s.rank for s in pane.rows]
         assert ranks == sorted(ranks, reverse=True) and pane.rows[0].severity == "critical"
         assert "CRIT listener tcp 0.0.0.0:9000" in app._status()
@@ -26,6 +31,10 @@ async def test_signals_pane_sorted_and_links_to_sockets():
         idx = next(i for i, s in enumerate(pane.rows) if s.kind == "ephemeral")
         await pilot.press(*["down"] * idx)
         await pilot.press("enter")
+        for _ in range(200):
+            if app.current_pane == "established" and app.settings.filter_text:
+                break
+            await pilot.pause(0.02)
         views = await app.settled()
         assert app.current_pane == "established"
         assert app.settings.filter_text == "tcp and src 10.0.0.5 and dst 10.0.0.9:5432"

@@ -19,6 +19,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -180,7 +181,11 @@ class SockscopeApp(App[int]):
         if message.report is None:  # the worker failed on this frame (said in the header)
             return
         self.signals_report = message.report
-        self.query_one("#signals-pane", SignalsPane).show(message.report)  # type: ignore[arg-type]
+        try:
+            pane = self.query_one("#signals-pane", SignalsPane)
+        except NoMatches:  # arrived while the app shuts down
+            return
+        pane.show(message.report)  # type: ignore[arg-type]
         counts = message.report.counts()  # type: ignore[attr-defined]
         marks = " ".join(f"{counts[s]}{m}" for s, m in (("critical", "!"), ("warning", "⚠")) if counts[s])
         label = f"5 Signals {marks}".rstrip()
@@ -285,10 +290,21 @@ class SockscopeApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
-        if pane in PANES:
-            self.call_after_refresh(self.table(pane).focus)
-        elif pane == "signals":
-            self.call_after_refresh(self.query_one("#signals-pane", SignalsPane).focus_table)
+        if pane in PANES or pane == "signals":
+            self.call_after_refresh(self._focus_pane, pane)
+
+    def _focus_pane(self, pane: str) -> None:
+        """Focus a pane's table, unless another pane was chosen meanwhile: focusing a widget
+        in a hidden tab would switch back to it (a late TabActivated undoing a quick switch)."""
+        if self.current_pane != pane:
+            return
+        try:
+            if pane == "signals":
+                self.query_one("#signals-pane", SignalsPane).focus_table()
+            else:
+                self.table(pane).focus()
+        except NoMatches:  # the app is shutting down
+            pass
 
     def action_signals(self) -> None:
         self.query_one("#panes", TabbedContent).active = "signals"
@@ -299,6 +315,8 @@ class SockscopeApp(App[int]):
     def _show_signal(self, event: SignalsPane.Show) -> None:
         """From a signal to its sockets: its filter, in the pane that lists them."""
         sig = event.signal
+        if not self.is_running:
+            return
         if sig.pane == "timewait" and self.settings.tw_grouped:
             self._set_settings({"timewait"}, tw_grouped=False)
         self.action_pane(sig.pane if sig.pane in PANES else "listening")

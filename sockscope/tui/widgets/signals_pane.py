@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
@@ -40,8 +39,6 @@ def worst_text(report: SignalReport | None) -> Text:
 
 class SignalsPane(Vertical):
     """A head line with the worst signal and a table of all of them."""
-
-    BINDINGS = [Binding("enter", "show", "Show sockets", show=False)]
 
     class Show(Message):
         """Show the sockets behind a signal (its filter, in its pane)."""
