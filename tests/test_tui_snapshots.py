@@ -105,3 +105,22 @@ def test_help(snap_compare):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(100, 40), run_before=run)
+
+
+def test_signals(snap_compare):
+    from sockscope.collectors.procinfo import ProcInfo
+    from tui_data import signals_snapshot
+
+    snap = signals_snapshot()
+    app = SockscopeApp(make_source=lambda: StaticSource(snap), interval=3600, clock=lambda: T0 + 5.0, fixed_time=True)
+    # nginx 814 runs another executable: the reuseport group's alarm
+    procs = {812: ProcInfo(812, "/usr/sbin/nginx", T0 - 100), 813: ProcInfo(813, "/usr/sbin/nginx", T0 - 100),
+             814: ProcInfo(814, "/opt/old/nginx", T0 - 90_000)}
+    app.signals_worker.read_inputs = lambda pids: ({"ListenOverflows": 0, "ListenDrops": 0}, procs)
+
+    async def run(pilot):
+        await ready(pilot)
+        await pilot.press("5")
+        await ready(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 30), run_before=run)

@@ -72,3 +72,22 @@ def snapshot(limitation: str | None = None) -> Snapshot:
     facts = HostFacts(interfaces={1: "lo", 3: "eth0"}, complete=True)
     return Snapshot(sockets=socks, taken_at=T0, netns="demo", facts=facts, collector="sockdiag",
                     limitation=limitation)
+
+
+def signals_snapshot() -> Snapshot:
+    """snapshot() plus what raises each kind of signal: a full accept queue, a destination
+    near ephemeral exhaustion, a listener inside the ephemeral range."""
+    snap = snapshot()
+    socks = list(snap.sockets)
+    socks.append(rec("tcp", 4, "LISTEN", "0.0.0.0", 9000, "0.0.0.0", 0, cookie=6000, inode=6000,
+                     owners=[Owner(3001, 5, "api", "root", None)], ra=True, rp=False, rq=129, sq=128))
+    socks.append(rec("tcp", 4, "LISTEN", "0.0.0.0", 40005, "0.0.0.0", 0, cookie=6001, inode=6001,
+                     owners=[Owner(3002, 5, "cache", "root", None)], ra=True, rp=False, sq=64))
+    for i in range(8):
+        socks.append(rec("tcp", 4, "ESTAB" if i < 6 else "TIME-WAIT", "10.0.0.5", 40000 + i + (i >= 5),
+                         "10.0.0.9", 5432, cookie=6100 + i, owners=[Owner(3003, 10 + i, "worker", "app", None)] if i < 6 else (),
+                         timer=Timer("timewait", 41_000) if i >= 6 else None))
+    facts = snap.facts
+    facts.ip_local_port_range = (40000, 40009)
+    return Snapshot(sockets=socks, taken_at=snap.taken_at, netns=snap.netns, facts=facts,
+                    collector=snap.collector, limitation=snap.limitation)

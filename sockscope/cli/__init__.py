@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("kill_cmd", "free a port: destroy selected sockets, or signal their processes (with a preview and confirmation)"),
     "tui": ("tui_cmd", "the live terminal UI (the default with no subcommand)"),
     "bpf": ("bpf_cmd", "pin or unpin the BPF iterators that read socket flags for other users"),
+    "signals": ("signals_cmd", "listener health, ephemeral-port pressure, leaks, reuseport groups"),
+    "exporter": ("exporter_cmd", "a Prometheus exporter of the signals and per-port socket counts"),
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -31,11 +32,13 @@ from sockscope.sanitize import terminal_text
 
 from .keys import bindings, palette_keys
 from .columns import PANE_COLUMNS, PANE_TITLES, PANES, GroupRow, Ident
-from .messages import BlockersFound, CollectorFailed, ViewsReady
+from .messages import BlockersFound, CollectorFailed, SignalsReady, ViewsReady
 from .poller import DEFAULT_CPU_BUDGET, CollectorSource, Poller, PollStats, Source, churn_text
 from .views import BuildQueue, Settings, ViewBuilder, Views
 from .widgets import FilterBar, SocketTable, StatsHeader
 from .widgets.stats_header import seconds
+from .signals_worker import SignalsWorker, collector_inputs
+from .widgets.signals_pane import SignalsPane, worst_text
 
 
 class SockscopeApp(App[int]):
@@ -81,6 +84,12 @@ class SockscopeApp(App[int]):
         self.poller = Poller(self.make_source, interval, self.queue.submit_frame, self._deliver_error, clock=clock,
                              cpu_budget=cpu_budget)
         self._shown_stats: PollStats | None = None
+        # Signals: computed per full dump in their own thread; hand-built sources read nothing.
+        self.signals_worker = SignalsWorker(self._deliver_signals, self._deliver_error,
+                                            collector_inputs(netns) if make_source is None else None)
+        self.signals_report: Any = None
+        self._signals_wanted = 0  # seq of the last full frame handed to the worker
+        self._signals_seq = 0  # seq of the frame of the report shown
 
     # ------------------------------------------------------------ layout
 
@@ -93,6 +102,8 @@ class SockscopeApp(App[int]):
             for i, pane in enumerate(PANES, 1):
                 with TabPane(f"{i} {PANE_TITLES[pane]}", id=pane):
                     yield SocketTable(pane, clock=self.clock, id=f"table-{pane}")
+            with TabPane("5 Signals", id="signals"):
+                yield SignalsPane(id="signals-pane")
         yield FilterBar(id="filter-bar")
         yield Footer()
 
@@ -105,6 +116,7 @@ class SockscopeApp(App[int]):
             title=self.title, counts={}, total=0, status="collecting…", history=[], paused=False)
         self.run_worker(self.queue.run, thread=True, name="view-builder", group="builder", exit_on_error=False)
         self.run_worker(self.poller.run, thread=True, name="collector", group="collector", exit_on_error=False)
+        self.run_worker(self.signals_worker.run, thread=True, name="signals", group="signals", exit_on_error=False)
         self.set_interval(1.0, self._tick)
         self.table().focus()
 
@@ -114,6 +126,7 @@ class SockscopeApp(App[int]):
     def stop_threads(self) -> None:
         self.poller.stop()
         self.queue.stop()
+        self.signals_worker.stop()
 
     async def action_quit(self) -> None:
         self.stop_threads()
@@ -175,8 +188,32 @@ class SockscopeApp(App[int]):
         notice.set_class(bool(limitation), "-show")
         if limitation:
             notice.update(Text("⚠ " + terminal_text(limitation)))
+        if views.frame.full and views.frame.seq > self._signals_wanted:
+            self._signals_wanted = views.frame.seq
+            self.signals_worker.submit(views.frame)
         self.applied += 1
         self.apply_times.append(time.perf_counter() - start)
+
+    def _deliver_signals(self, seq: int, report: Any) -> None:  # signals thread
+        self.post_message(SignalsReady(seq, report))
+
+    def on_signals_ready(self, message: SignalsReady) -> None:
+        self._signals_seq = message.seq
+        if message.report is None:  # the worker failed on this frame (said in the header)
+            return
+        self.signals_report = message.report
+        try:
+            pane = self.query_one("#signals-pane", SignalsPane)
+        except NoMatches:  # arrived while the app shuts down
+            return
+        pane.show(message.report)  # type: ignore[arg-type]
+        counts = message.report.counts()  # type: ignore[attr-defined]
+        marks = " ".join(f"{counts[s]}{m}" for s, m in (("critical", "!"), ("warning", "⚠")) if counts[s])
+        label = f"5 Signals {marks}".rstrip()
+        tab = self.query_one("#panes", TabbedContent).get_tab("signals")
+        if str(tab.label) != label:
+            tab.label = label
+        self._update_header()
 
     def _tick(self) -> None:
         """Once a second: timers count down and new-row marks fade (visible rows only)."""
@@ -215,6 +252,9 @@ class SockscopeApp(App[int]):
             pv = views.panes.get(self.current_pane)
             shown = len(pv.rows) if pv is not None else 0
             parts.append(f"filter “{self.settings.filter_text}”: {shown:,} shown")
+        worst = self.signals_report.worst if self.signals_report is not None else None
+        if worst is not None and worst.rank >= 2:  # warning or critical: in the header, whatever the pane
+            parts.append(worst_text(self.signals_report).plain)
         return " · ".join(parts)
 
     def _update_header(self) -> None:
@@ -257,10 +297,13 @@ class SockscopeApp(App[int]):
             return "listening"
 
     def table(self, pane: str | None = None) -> SocketTable:
+        pane = pane or self.current_pane
+        if pane not in PANES:  # the Signals pane has no socket table: the first pane's serves
+            pane = PANES[0]
         # The tables live on the main screen: query it even while a modal is on top (a tab
         # activation can be handled after a key already opened a modal).
         base = self.screen_stack[0] if self.screen_stack else self
-        return base.query_one(f"#table-{pane or self.current_pane}", SocketTable)
+        return base.query_one(f"#table-{pane}", SocketTable)
 
     def snapshot(self) -> Snapshot | None:
         return self.views.frame.snapshot() if self.views is not None else None
@@ -301,15 +344,42 @@ class SockscopeApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane = event.pane.id or "listening"
-        if pane in PANES and self.screen_stack:  # not while shutting down
-            self.call_after_refresh(self._focus_table, pane)
+        if (pane in PANES or pane == "signals") and self.screen_stack:  # not while shutting down
+            self.call_after_refresh(self._focus_pane, pane)
 
-    def _focus_table(self, pane: str) -> None:
-        # Deferred until after a refresh: by then the user may have opened the filter
-        # (`/` typed right at start-up); taking the focus back would send the rest of
-        # what they type to commands.
-        if self.focused is not self.query_one("#filter-bar", FilterBar).input:
-            self.table(pane).focus()
+    def _focus_pane(self, pane: str) -> None:
+        """Focus a pane's table, unless another pane was chosen meanwhile (focusing a widget
+        in a hidden tab would switch back to it) or the user opened the filter (`/` typed
+        right at start-up: taking the focus back would send the rest of what they type to
+        commands)."""
+        if self.current_pane != pane:
+            return
+        try:
+            if self.focused is self.query_one("#filter-bar", FilterBar).input:
+                return
+            if pane == "signals":
+                self.query_one("#signals-pane", SignalsPane).focus_table()
+            else:
+                self.table(pane).focus()
+        except NoMatches:  # the app is shutting down
+            pass
+
+    def action_signals(self) -> None:
+        self.query_one("#panes", TabbedContent).active = "signals"
+        self.query_one("#signals-pane", SignalsPane).focus_table()
+        self._update_header()
+
+    @on(SignalsPane.Show)
+    def _show_signal(self, event: SignalsPane.Show) -> None:
+        """From a signal to its sockets: its filter, in the pane that lists them."""
+        sig = event.signal
+        if not self.is_running:
+            return
+        if sig.pane == "timewait" and self.settings.tw_grouped:
+            self._set_settings({"timewait"}, tw_grouped=False)
+        self.action_pane(sig.pane if sig.pane in PANES else "listening")
+        self.set_filter(sig.filter)
+        self.table().focus()
 
     def action_filter(self) -> None:
         self.query_one("#filter-bar", FilterBar).open()
@@ -591,7 +661,8 @@ class SockscopeApp(App[int]):
     async def settled(self, timeout: float = 30.0) -> Views:
         """Wait until the views reflect the current settings (filter, sort, grouping)."""
         version = self.settings.version
-        return await self.wait_for(lambda v: v.settings.version >= version, timeout)
+        return await self.wait_for(
+            lambda v: v.settings.version >= version and self._signals_seq >= self._signals_wanted, timeout)
 
     async def refresh_now(self, full: bool = True, timeout: float = 30.0) -> Views:
         """Ask for a refresh and wait until its views are applied."""

@@ -16,7 +16,8 @@ class Key:
     section: str  # help section
     shown: str  # the key as help and palette write it: "/", "s", "↑ k"
     what: str  # what it does, for help and the palette
-    where: str = "app"  # whose BINDINGS: "app", "table", "filter", "details", "why", "bind-check", "help";
+    where: str = "app"  # whose BINDINGS: "app", "table", "filter", "details", "why", "bind-check", "help",
+    #                     "free-port", "namespaces";
     #                     "textual" = Textual's own (focus, mouse, palette): described, not bound here
     binding: str | None = None  # Textual key spec ("up,k"); None with where="textual"
     action: str | None = None
@@ -34,6 +35,8 @@ KEYS: tuple[Key, ...] = (
         Key("Panes", key, f"the {title} pane", binding=key, action=f"pane('{pane}')", palette=f"Show {title}")
         for key, pane, title in _PANES
     ),
+    Key("Panes", "5", "Signals: full queues, ephemeral ports, CLOSE_WAIT leaks, reuseport groups (enter: their sockets)",
+        binding="5", action="signals", palette="Show Signals"),
     Key("Panes", "tab / shift+tab", "move focus (table, tabs, filter)", where="textual"),
     Key("Rows", "↑ k", "move the selection up", where="table", binding="up,k", action="cursor_up"),
     Key("Rows", "↓ j", "move the selection down", where="table", binding="down,j", action="cursor_down"),
@@ -77,6 +80,21 @@ KEYS: tuple[Key, ...] = (
         footer="Why this port"),
     Key("Details", "esc q w enter", "close why", where="why", binding="escape,q,w,enter", action="dismiss",
         footer="Close"),
+    Key("Free port", "d", "in K: destroy the socket (SOCK_DESTROY, as ss -K): its peer sees a reset", where="free-port",
+        binding="d", action="choose('destroy')", footer="Destroy socket"),
+    Key("Free port", "t", "in K: send SIGTERM to the processes that hold it", where="free-port", binding="t",
+        action="choose('sigterm')", footer="SIGTERM process"),
+    Key("Free port", "k", "in K: SIGKILL, offered only once SIGTERM left a process running", where="free-port",
+        binding="k", action="choose('sigkill')"),
+    Key("Free port", "y", "in K: yes, do exactly what the preview says", where="free-port", binding="y",
+        action="confirm"),
+    Key("Free port", "esc n", "in K: cancel / close", where="free-port", binding="escape,n", action="dismiss",
+        footer="Cancel / close"),
+    Key("Namespaces", "enter", "in the namespace pane: show only that namespace's sockets", where="textual"),
+    Key("Namespaces", "a", "in the namespace pane: show every namespace", where="namespaces", binding="a",
+        action="pick_all", footer="All"),
+    Key("Namespaces", "esc q n", "close the namespace pane", where="namespaces", binding="escape,q,n",
+        action="dismiss_none", footer="Close"),
     Key("App", "?", "this help", binding="question_mark", action="help", footer="Help", palette="Help"),
     Key("App", "esc q ?", "close this help", where="help", binding="escape,q,question_mark", action="dismiss",
         footer="Close"),

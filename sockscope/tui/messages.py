@@ -33,3 +33,12 @@ class CollectorFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class SignalsReady(Message):
+    """The signals worker finished the signals of the full dump `seq`."""
+
+    def __init__(self, seq: int, report: object) -> None:
+        super().__init__()
+        self.seq = seq
+        self.report = report

@@ -11,22 +11,17 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from sockscope.model import Snapshot, SocketRecord
 
+from ..keys import bindings
+
 
 class FreePortScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,n", "dismiss", "Cancel / close"),
-        Binding("d", "choose('destroy')", "Destroy socket"),
-        Binding("t", "choose('sigterm')", "SIGTERM process"),
-        Binding("k", "choose('sigkill')", "SIGKILL", show=False),
-        Binding("y", "confirm", "Yes, do it", show=False),
-    ]
+    BINDINGS = bindings("free-port")  # tui/keys.py
 
     def __init__(self, rec: SocketRecord, snapshot: Snapshot, netns: str | None = None) -> None:
         super().__init__()
@@ -120,7 +115,11 @@ class FreePortScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="free-port")
     def act(self, what: str) -> None:
-        from sockscope.collectors.destroy import ActionError, ProcessHandle, destroy_socket
+        from sockscope.collectors.destroy import (
+            ActionError,
+            ProcessHandle,
+            destroy_socket,
+        )
         from sockscope.predict.freeing import SIGTERM_WAIT_S
 
         lines: list[str] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label
@@ -13,6 +12,7 @@ from textual.widgets import DataTable, Footer, Label
 from sockscope.model import Snapshot
 from sockscope.sanitize import host_text
 
+from ..keys import bindings
 from ..netns_summary import NetnsRow, summarize
 
 ALL = "all"
@@ -21,7 +21,7 @@ ALL = "all"
 class NamespacesScreen(ModalScreen[str | None]):
     """Dismissed with the filter text to apply ("" for all namespaces), or None."""
 
-    BINDINGS = [Binding("escape,q,n", "dismiss_none", "Close"), Binding("a", "pick_all", "All")]
+    BINDINGS = bindings("namespaces")  # tui/keys.py
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()

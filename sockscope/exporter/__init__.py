@@ -1,0 +1,2 @@
+"""The Prometheus exporter: metrics built from snapshots and signals (metrics.py, pure),
+collected on their own schedule in a background thread (runner.py)."""
