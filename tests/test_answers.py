@@ -240,6 +240,27 @@ def test_restart_of_one_reuseport_worker_of_another_uid(netns, holders) -> None:
 
 
 @pytest.mark.root
+def test_restart_of_many_sockets_is_summed_up(netns, holders) -> None:
+    """A server with 40 UDP sockets and one blocked listener: the blocked one in full, the
+    40 that would bind again in one line (not 40 verdicts)."""
+    server, client = holders(0), holders(0)
+    lst = server.socket("tcp", 4)
+    assert server.bind(lst, "127.0.0.1", P) is None and server.listen(lst) is None
+    for i in range(40):
+        assert server.bind(server.socket("udp", 4), "127.0.0.1", P + 10 + i) is None
+    _connect_to(server, client, P, lst)  # its connection lingers: the listener is blocked
+    pid = server.call("ping")
+    r = run("check", "--restart", str(pid), "--netns", netns.name)
+    assert r.returncode == 1 and r.stdout.startswith("CONFLICT"), r.stdout
+    lines = r.stdout.splitlines()
+    assert len(lines) <= 25, r.stdout
+    assert sum("40 socket(s) would bind again" in line for line in lines) == 1
+    assert f"1. TCP LISTEN 127.0.0.1:{P}" in r.stdout
+    data = json.loads(run("check", "--restart", str(pid), "--json", "--netns", netns.name).stdout)
+    assert len(data["sockets"]) == 41  # JSON keeps every socket
+
+
+@pytest.mark.root
 def test_restart_bad_pid(netns) -> None:
     r = run("check", "--restart", "abc", "--netns", netns.name)
     assert r.returncode == 2 and "process id" in r.stderr

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sockscope.formatting import endpoint
+from sockscope.model import SocketRecord
 from sockscope.sanitize import host_text
 
 from .common import take_snapshot, warn, write_out
@@ -85,6 +87,13 @@ def run_like(args: argparse.Namespace) -> int:
     return EXIT[verdict.verdict]
 
 
+SUMMED_AFTER = 4  # --restart: past this many sockets that bind again or stay open, one line each
+
+
+def _where(rec: SocketRecord) -> str:
+    return f"{rec.proto} {endpoint(rec.local_addr, rec.local_port, rec.family, rec.device)}"
+
+
 def run_restart(args: argparse.Namespace) -> int:
     from sockscope.cli import UsageError
     from sockscope.predict import rehearse_restart
@@ -115,12 +124,28 @@ def run_restart(args: argparse.Namespace) -> int:
     out = [f"{word}: if pid {pid} ({name}) exited now and restarted, {summary}."]
     if report.verdict != "ok" and report.ok_after_s:
         out[0] = out[0][:-1] + f"; it would after {report.ok_after_s:.0f} s."
-    for n, item in enumerate(report.items, 1):
+    # Sockets that would bind again and those that stay open are summed up in a line each
+    # when there are more than a few (a server with 500 UDP sockets must not print 500
+    # verdicts); every other socket gets its full verdict.
+    fine = [it for it in report.items if it.verdict is not None and it.verdict.verdict == "ok"]
+    kept = [it for it in report.items if it.verdict is None]
+    summed = len(fine) + len(kept) > SUMMED_AFTER
+    n = 0
+    for item in report.items:
+        if summed and (item in fine or item in kept):
+            continue
+        n += 1
         out.append("")
         out.append(f"{n}. {describe(item.socket)}")
         if item.verdict is None:
             out.append("   stays open: another process holds it too, so it need not bind again.\n")
             continue
         out.append("   " + render_verdict(item.verdict, width=77).rstrip("\n").replace("\n", "\n   "))
+    if summed:
+        for items, what in ((fine, "would bind again"), (kept, "stay open (another process holds them too)")):
+            if items:
+                out.append("")
+                out.append(f"{len(items)} socket(s) {what}: " + ", ".join(_where(it.socket) for it in items[:5])
+                           + (f" and {len(items) - 5} more" if len(items) > 5 else "") + " (--json lists them all).")
     write_out("\n".join(out).rstrip("\n") + "\n")
     return EXIT[report.verdict]

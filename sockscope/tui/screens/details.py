@@ -147,6 +147,9 @@ def process_line(p: ProcessDetails) -> str:
     return " · ".join(parts)
 
 
+RESTART_SUMMED_AFTER = 4  # past this many sockets that bind again or stay open: one line each
+
+
 def restart_text(report: Any, width: int) -> Text:
     """One line per socket of the restart rehearsal, then the overall verdict."""
     from .predictor import VERDICT_STYLE
@@ -156,9 +159,14 @@ def restart_text(report: Any, width: int) -> Text:
     words = {"ok": "every socket would bind again", "conflict": "not every socket would bind again",
              "unknown": "hangs on options that could not be read"}
     out.append(f"  {words[report.verdict]}\n", style="bold")
+    fine = [it for it in report.items if it.verdict is not None and it.verdict.verdict == "ok"]
+    kept = [it for it in report.items if it.verdict is None]
+    summed = len(fine) + len(kept) > RESTART_SUMMED_AFTER  # one line each, not hundreds
     for item in report.items:
         r = item.socket
         where = f"{r.proto} {r.state} {endpoint(r.local_addr, r.local_port, r.family, r.device)}"
+        if summed and (item in fine or item in kept):
+            continue
         if item.verdict is None:
             out.append(f"  = {where}: stays open (another process holds it too)\n", style="dim")
             continue
@@ -169,6 +177,11 @@ def restart_text(report: Any, width: int) -> Text:
         elif v.groups:
             line += f"; blocked by {v.groups[0].head()}"
         out.append_text(verdict_line(line, width, v.verdict))
+    if summed:
+        if fine:
+            out.append_text(verdict_line(f"{len(fine)} socket(s) would bind again: ok", width, "ok"))
+        if kept:
+            out.append(f"  = {len(kept)} socket(s) stay open (another process holds them too)\n", style="dim")
     return out
 
 
