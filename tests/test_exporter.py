@@ -144,3 +144,43 @@ def test_readme_alert_rules_are_valid(tmp_path):
     rules.write_text(readme[start:readme.index("```", start)])
     out = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_all_netns_exports_every_namespace_with_its_label(netns, holders, tmp_path):
+    """`exporter --all-netns`: the listeners of two private namespaces (one `ip netns`, one
+    held only by an `unshare --net` process) appear under their own netns labels, and the
+    host's under "host"; `--netns pid:PID` reads just that process's namespace."""
+    from kit import Netns
+
+    with Netns() as second:
+        a = holders(0)  # in the `netns` fixture's namespace
+        la = a.socket("tcp", 4)
+        assert a.bind(la, "127.0.0.1", 7811) is None and a.listen(la) is None
+        # A namespace no name leads to: a process made with unshare --net, a listener in it.
+        code = ("import socket,time; s=socket.socket(); s.bind(('127.0.0.1',7812)); s.listen(); "
+                "print('ready', flush=True); time.sleep(120)")
+        held = subprocess.Popen(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {sys.executable} -c \"{code}\""],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert held.stdout is not None and held.stdout.readline().strip() == "ready"
+            second.ip("link", "set", "lo", "up")
+            out = subprocess.run([sys.executable, "-m", "sockscope", "exporter", "--all-netns", "--once"],
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr
+            text = out.stdout
+            labels = {line.split('netns="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                      if 'netns="' in line and not line.startswith("#")}
+            assert "host" in labels and second.name in labels, sorted(labels)
+            assert netns.name in labels
+            assert any(name.startswith("python") and name.endswith(f"/{held.pid}") or str(held.pid) in name
+                       for name in labels), sorted(labels)
+            one = subprocess.run([sys.executable, "-m", "sockscope", "exporter", "--netns", f"pid:{held.pid}",
+                                  "--once"], capture_output=True, text=True, timeout=120)
+            assert one.returncode == 0, one.stderr
+            assert 'port="7812"' in one.stdout and 'port="7811"' not in one.stdout
+            bad = subprocess.run([sys.executable, "-m", "sockscope", "exporter", "--all-netns", "--netns", "x",
+                                  "--once"], capture_output=True, text=True, timeout=60)
+            assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+        finally:
+            held.kill()
+            held.wait(timeout=10)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
-from .common import add_collection_arguments
+from .common import add_collection_arguments, resolve_netns
 from .signals_cmd import _positive
 
 
@@ -48,15 +49,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write PATH (*.prom) for node_exporter's textfile collector (atomic rename)")
     parser.add_argument("--once", action="store_true",
                         help="collect once, write --textfile (or print the metrics) and exit")
-    add_collection_arguments(parser)
+    add_collection_arguments(parser, all_netns=True)
 
 
-def targets_of(args: argparse.Namespace):
+def targets_of(args: argparse.Namespace) -> Callable[[], list[tuple[str | None, str]]]:
     """The namespaces to read each cycle, as (what Collector opens, netns label) pairs.
-    The hook for --all-netns: return a callable that lists every namespace of the host
-    (e.g. the netns work's discovery: [(ns.path, ns.ref.name) for ns in discover()]); new
-    namespaces are picked up at the next cycle and vanished ones closed."""
-    specs = [(args.netns, args.netns or "")]
+    With --all-netns, every namespace of the host, found again each cycle: new ones are
+    picked up at the next cycle and vanished ones closed by the runner."""
+    from sockscope.cli import UsageError
+
+    if getattr(args, "all_netns", False):
+        if args.netns is not None:
+            raise UsageError("--netns and --all-netns exclude each other")
+        from sockscope.collectors.namespaces import Discovery
+
+        discovery = Discovery()
+
+        def every() -> list[tuple[str | None, str]]:
+            return [(ns.names[0] if ns.names else ns.path, ns.ref.name) for ns in discovery.discover()]
+
+        return every
+    target, label = resolve_netns(args.netns)  # pid:PID and container names too
+    specs: list[tuple[str | None, str]] = [(target, label or "")]
     return lambda: specs
 
 
@@ -67,13 +81,15 @@ def run(args: argparse.Namespace) -> int:
     from sockscope.collectors.snapshotter import Collector, CollectorError
     from sockscope.exporter.runner import ExporterRunner
 
+    targets = targets_of(args)
     try:
-        Collector(netns=args.netns, method=args.collector, read_options=False, resolve_owners=False).close()
+        for target, _label in targets()[:1]:  # a bad --netns fails here, before serving anything
+            Collector(netns=target, method=args.collector, read_options=False, resolve_owners=False).close()
     except CollectorError as exc:
         raise UsageError(str(exc)) from None
     if args.textfile and not args.textfile.endswith(".prom"):
         raise UsageError(f"--textfile must end in .prom (node_exporter reads only those): {args.textfile!r}")
-    runner = ExporterRunner(targets_of(args), interval=args.interval, max_series=args.max_series,
+    runner = ExporterRunner(targets, interval=args.interval, max_series=args.max_series,
                             top_destinations=args.top, watch=args.watch_port, method=args.collector,
                             textfile=args.textfile)
     if args.once:
