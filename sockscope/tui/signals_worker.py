@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sockscope.model import Snapshot
 from sockscope.signals import Observation, SignalReport, SignalTracker
 from sockscope.signals.reuseport import member_pids
 
@@ -31,6 +32,19 @@ def collector_inputs(netns: str | None) -> ReadInputs:
         return got.tcpext, dict(got.procs)
 
     return read
+
+
+def host_only(snap: Snapshot) -> Snapshot:
+    """With several namespaces (--all-netns), the signals of the host's: flows, ports and
+    counters of different namespaces must not be added up (two namespaces' 127.0.0.1 are
+    different hosts), and the TcpExt counters read are the host's. The exporter reports
+    every namespace under its own label."""
+    if not snap.namespaces:
+        return snap
+    for inode, view in snap.namespaces.items():
+        if view.ref.kind == "host":
+            return snap.for_netns(inode)
+    return snap.for_netns(next(iter(snap.namespaces)))
 
 
 class SignalsWorker:
@@ -63,7 +77,7 @@ class SignalsWorker:
             if frame is None or self._stop.is_set():
                 continue
             try:
-                snap = frame.snapshot()
+                snap = host_only(frame.snapshot())
                 tcpext, procs = self.read_inputs(member_pids(snap)) if self.read_inputs else (None, {})
                 report = self.tracker.observe(Observation(snap, tcpext, procs))
             except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash

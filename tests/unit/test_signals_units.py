@@ -160,3 +160,21 @@ def test_several_namespaces_share_one_family_each() -> None:
     runner.collect_once()
     text = generate_latest(runner.registry).decode()
     assert closed == ["b"] and 'netns="b"' not in text and 'netns="a"' in text
+
+
+def test_tui_signals_read_the_host_namespace_only_with_several() -> None:
+    """--all-netns in the TUI: two namespaces' loopback flows must not be added up."""
+    from sockscope.model import HostFacts, NetnsRef, NetnsView, Snapshot, SocketRecord
+    from sockscope.tui.signals_worker import host_only
+
+    host, other = NetnsRef(1, "host", "host"), NetnsRef(2, "web", "netns")
+    recs = []
+    for ref in (host, other):
+        r = SocketRecord("tcp", 4, "LISTEN", "127.0.0.1", 80, "0.0.0.0", 0, 0, ref.inode, ref.inode)
+        r.netns = ref
+        recs.append(r)
+    snap = Snapshot(recs, namespaces={1: NetnsView(host, HostFacts()), 2: NetnsView(other, HostFacts())})
+    only = host_only(snap)
+    assert [r.netns for r in only.sockets] == [host]
+    one = Snapshot(recs[:1])
+    assert host_only(one) is one
