@@ -123,6 +123,19 @@ async def shoot(netns: str, out: str) -> list[str]:
         await pilot.press("question_mark")
         await save("9-help")
         await pilot.press("escape")
+        await pilot.press("5")
+        for _ in range(300):
+            if app.signals_report is not None:
+                break
+            await pilot.pause(0.02)
+        await save("10-signals")
+        await pilot.press("1")
+        await app.settled()
+        table = app.table("listening")
+        table.select_identity(ident(next(r for r in table.rows if r.local_port == 8082)))
+        await pilot.press("K")  # the preview only: nothing is done without d/t and then y
+        await save("11-free-port")
+        await pilot.press("escape")
     return saved
 
 
