@@ -139,6 +139,58 @@ async def shoot(netns: str, out: str) -> list[str]:
     return saved
 
 
+async def shoot_namespaces(out: str, names: list[str]) -> list[str]:
+    """--all-netns: the same port in several namespaces, and the namespace pane."""
+    app = SockscopeApp(all_netns=True, interval=2)
+    saved: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await app.wait_for(lambda v: v.frame.full and v.frame.total > 0)
+
+        async def save(name: str) -> None:
+            app.clear_notifications()
+            await pilot.pause(0.2)
+            saved.append(app.save_screenshot(filename=f"{name}.svg", path=out))
+
+        app.set_filter("sport = :8080 or sport = :5353")
+        await app.settled()
+        await save("12-netns-listening")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        await save("13-netns-pane")
+        await pilot.press("escape")
+    return saved
+
+
+def namespace_scene(out: str) -> list[str]:
+    """Two more named namespaces and one held only by a process (unshare --net), each
+    with a listener on 8080 (and a UDP socket on 5353 in one): what a container host shows."""
+    import subprocess
+
+    with Netns(prefix="web") as web, Netns(prefix="cache") as cache:
+        holders = [Holder(web), Holder(cache, uid=1001)]
+        code = ("import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                "s.bind(('0.0.0.0',8080)); s.listen(); print('ready', flush=True); time.sleep(300)")
+        held = subprocess.Popen(["unshare", "--net", "sh", "-c", f"ip link set lo up && exec {sys.executable} -c \"{code}\""],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert held.stdout is not None and held.stdout.readline().strip() == "ready"
+            w = holders[0].socket("tcp", 4, reuseaddr=True)
+            holders[0].bind(w, "0.0.0.0", 8080)
+            holders[0].listen(w)
+            c = holders[1].socket("tcp", 6, reuseport=True)
+            holders[1].bind(c, "::", 8080)
+            holders[1].listen(c)
+            u = holders[1].socket("udp", 4)
+            holders[1].bind(u, "127.0.0.1", 5353)
+            time.sleep(0.2)
+            return asyncio.run(shoot_namespaces(out, [web.name, cache.name]))
+        finally:
+            held.kill()
+            held.wait(timeout=10)
+            for h in holders:
+                h.stop()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=HERE)
@@ -154,6 +206,7 @@ def main() -> int:
             extra_sockets(ns, root, other, args.timewaits)
             time.sleep(0.2)
             saved = asyncio.run(shoot(ns.name, args.out))
+            saved += namespace_scene(args.out)  # the scenario's namespace is one of them
         finally:
             root.stop()
             other.stop()

@@ -30,6 +30,9 @@ def ident(rec: Any) -> Ident:
     return rec.identity
 
 
+GroupKey = tuple[str, str, int, int]  # proto, local address, port, namespace inode (0: one namespace)
+
+
 @dataclass(slots=True)
 class GroupRow:
     """One line of the grouped TIME_WAIT view: the TIME_WAITs of one local port or one peer."""
@@ -54,7 +57,7 @@ class RenderContext:
 
     now: float = 0.0  # the clock, for TIME_WAIT seconds left
     full_taken_at: float = 0.0  # when the records' timers were read
-    groups: dict[tuple[str, str, int], int] = field(default_factory=dict)  # reuseport groups
+    groups: dict[GroupKey, int] = field(default_factory=dict)  # reuseport groups
     rows: list[Any] = field(default_factory=list)
     index: int = 0  # the row being rendered
 
@@ -117,8 +120,14 @@ def timer_text(r: SocketRecord, ctx: RenderContext) -> str:
     return f"{r.timer.kind} {left:.1f}s"
 
 
+def group_key(r: SocketRecord) -> GroupKey:
+    """Sockets that share protocol, address and port in one network namespace: a
+    SO_REUSEPORT group (the same address and port in two namespaces is two sockets apart)."""
+    return (r.proto, r.local_addr, r.local_port, r.netns.inode if r.netns is not None else 0)
+
+
 def group_text(r: SocketRecord, ctx: RenderContext) -> str:
-    key = (r.proto, r.local_addr, r.local_port)
+    key = group_key(r)
     n = ctx.groups.get(key, 1)
     if n < 2:
         return ""
@@ -127,7 +136,7 @@ def group_text(r: SocketRecord, ctx: RenderContext) -> str:
     def same(j: int) -> bool:
         if 0 <= j < len(rows):
             o = rows[j]
-            return isinstance(o, SocketRecord) and (o.proto, o.local_addr, o.local_port) == key
+            return isinstance(o, SocketRecord) and group_key(o) == key
         return False
 
     up, down = same(i - 1), same(i + 1)

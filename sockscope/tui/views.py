@@ -19,7 +19,19 @@ from typing import Any
 from sockscope.collectors.events import Churn
 from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 
-from .columns import DEFAULT_SORT, LISTEN_STATES, PANE_COLUMNS, PANES, GroupRow, Ident, addr_key, column, ident
+from .columns import (
+    DEFAULT_SORT,
+    LISTEN_STATES,
+    PANE_COLUMNS,
+    PANES,
+    GroupKey,
+    GroupRow,
+    Ident,
+    addr_key,
+    column,
+    group_key,
+    ident,
+)
 
 MARK_SECONDS = 2.0  # how long new rows stay green and vanished rows stay dimmed
 HISTORY_SECONDS = 600.0  # the sparkline's span
@@ -104,7 +116,7 @@ class PaneView:
     shown: int  # live records that pass the filter (ghosts not counted): never > total, never < 0
     new: dict[Ident, float]  # ident -> until (clock)
     gone: dict[Ident, float]
-    groups: dict[tuple[str, str, int], int]
+    groups: dict[GroupKey, int]
     sort: tuple[str, bool]
     settings_version: int
     full_taken_at: float
@@ -177,7 +189,7 @@ class ViewBuilder:
         self.index: dict[str, dict[Ident, SocketRecord] | None] = {p: None for p in PANES}
         self.ghosts: dict[str, dict[Ident, tuple[SocketRecord, float]]] = {p: {} for p in PANES}
         self.new: dict[str, dict[Ident, float]] = {p: {} for p in PANES}
-        self.groups: dict[tuple[str, str, int], int] = {}
+        self.groups: dict[GroupKey, int] = {}
         self.others_gen = -1
         self.other_counts: Counter[str] = Counter()
         self.listen_counts: Counter[str] = Counter()
@@ -211,9 +223,7 @@ class ViewBuilder:
         changed = {"listening"}
         self._diff("listening", frame.listening, now)
         self.listen_counts = Counter(map(attrgetter("state"), frame.listening))
-        groups: Counter[tuple[str, str, int]] = Counter(
-            (r.proto, r.local_addr, r.local_port) for r in frame.listening
-        )
+        groups: Counter[GroupKey] = Counter(map(group_key, frame.listening))
         self.groups = {k: n for k, n in groups.items() if n > 1}
         if frame.others_gen != self.others_gen:
             self.others_gen = frame.others_gen

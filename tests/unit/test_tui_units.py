@@ -3,7 +3,7 @@ column layout and cell fitting, the details text; and the limitation notice."""
 
 from __future__ import annotations
 
-from sockscope.model import Snapshot
+from sockscope.model import Snapshot, SocketRecord
 from sockscope.tui import SockscopeApp
 from sockscope.tui.columns import PANE_COLUMNS, GroupRow, ident, options_text
 from sockscope.tui.poller import PollPlan, StaticSource
@@ -51,7 +51,7 @@ def test_builder_partitions_sorts_and_counts():
     assert by[("port", ":443")].count == 40 and by[("port", ":443")].distinct == 4
     assert by[("peer", "2001:db8::99")].count == 5
     assert tw.rows[0].count == 40  # most first
-    assert panes["listening"].groups == {("tcp", "0.0.0.0", 443): 3}
+    assert panes["listening"].groups == {("tcp", "0.0.0.0", 443, 0): 3}
     assert views.counts["TIME-WAIT"] == 45 and views.counts["UDP-CONN"] == 1 and views.counts["LISTEN"] == 6
     ports = [r.local_port for r in panes["listening"].rows]
     assert ports == sorted(ports)
@@ -181,3 +181,15 @@ def test_bind_check_screen_talks_to_the_app_by_message() -> None:
     from sockscope.tui.app import SockscopeApp
 
     assert hasattr(SockscopeApp, "on_blockers_found") and BlockersFound.handler_name == "on_blockers_found"
+
+
+def test_reuseport_group_bracket_never_joins_two_namespaces() -> None:
+    """The same address and port in two namespaces is two sockets, not a SO_REUSEPORT group."""
+    from sockscope.model import NetnsRef
+    from sockscope.tui.columns import group_key
+
+    a = SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 8080, "0.0.0.0", 0, 0, 1, 1)
+    b = SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 8080, "0.0.0.0", 0, 0, 2, 2)
+    assert group_key(a) == group_key(b)  # one namespace: a group
+    a.netns, b.netns = NetnsRef(10, "web", "netns"), NetnsRef(11, "cache", "netns")
+    assert group_key(a) != group_key(b)

@@ -32,7 +32,7 @@ def group_of(rec: SocketRecord, snapshot: Snapshot) -> list[SocketRecord]:
     """Sockets with the same proto/addr/port in LISTEN/UNCONN (its reuseport group)."""
     return [
         r for r in snapshot.on_port(rec.proto, rec.local_port)
-        if r.local_addr == rec.local_addr and r.state in ("LISTEN", "UNCONN")
+        if r.local_addr == rec.local_addr and r.state in ("LISTEN", "UNCONN") and r.netns == rec.netns
     ]
 
 
