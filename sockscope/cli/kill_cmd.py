@@ -143,12 +143,8 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
             print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
     try:
         for h in handles:
-            try:
-                h.send(signal.SIGTERM)
-                write_out(f"SIGTERM sent to pid {h.pid}\n")
-            except ActionError as exc:
+            if not _send(h, signal.SIGTERM):
                 failed += 1
-                print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
         for h in handles:
             if h.wait_exit(SIGTERM_WAIT_S):
                 write_out(f"pid {h.pid} exited\n")
@@ -158,13 +154,22 @@ def _signal(args: argparse.Namespace, snapshot: Any, recs: list[Any]) -> int:
                 print(f"pid {h.pid} still running; SIGKILL not confirmed", file=sys.stderr)
                 failed += 1
                 continue
-            try:
-                h.send(signal.SIGKILL)
-                write_out(f"SIGKILL sent to pid {h.pid}\n")
-            except ActionError as exc:
+            if not _send(h, signal.SIGKILL):
                 failed += 1
-                print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
     finally:
         for h in handles:
             h.close()
     return 1 if failed else 0
+
+
+def _send(h: Any, sig: signal.Signals) -> bool:
+    """Signal one process (through its pidfd) and say so; a refusal is one line on stderr."""
+    from sockscope.collectors.destroy import ActionError
+
+    try:
+        h.send(sig)
+    except ActionError as exc:
+        print(terminal_text(f"sockscope kill: {exc.strerror or exc}"), file=sys.stderr)
+        return False
+    write_out(f"{sig.name} sent to pid {h.pid}\n")
+    return True
