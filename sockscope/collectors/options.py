@@ -73,6 +73,24 @@ def read_socket_options(fd: int, family: int) -> tuple[int, Flags]:
     return cookie, (ra, rp, v6, dev)
 
 
+def set_options(rec: SocketRecord, flags: Flags, source: str) -> None:
+    """Set `rec`'s reuse options (and V6ONLY, device where given) and say where they came
+    from: "read", "remembered", or "kernel" (collectors/bpf). sock_diag's own V6ONLY wins."""
+    ra, rp, v6, dev = flags
+    rec.reuseaddr = ra
+    rec.reuseport = rp
+    src = rec.option_source
+    if src is None:
+        src = rec.option_source = {}
+    src["reuseaddr"] = source
+    src["reuseport"] = source
+    if rec.family == 6 and v6 is not None and src.get("v6only") != "diag":
+        rec.v6only = v6
+        src["v6only"] = source
+    if rec.device is None and dev is not None:
+        rec.device = dev
+
+
 class OptionReader:
     """Reads and remembers options by (proto, cookie).
 
@@ -118,12 +136,12 @@ class OptionReader:
                             unsupported = got
                         elif got is not None:
                             memory[key] = (got, rec.state)
-                            self._set(rec, got, "read")
+                            set_options(rec, got, "read")
                             read += 1
                             continue
                 if flags is not None and rec.reuseaddr is None:
                     # A record reused from the last refresh already carries its flags.
-                    self._set(rec, flags, "remembered")
+                    set_options(rec, flags, "remembered")
         finally:
             for pfd in pidfds.values():
                 if pfd is not None:
@@ -148,22 +166,6 @@ class OptionReader:
                 "processes are unknown (reading them needs pidfd_getfd, i.e. ptrace rights over the owner)"
             )
         return None
-
-    @staticmethod
-    def _set(rec: SocketRecord, flags: Flags, source: str) -> None:
-        ra, rp, v6, dev = flags
-        rec.reuseaddr = ra
-        rec.reuseport = rp
-        src = rec.option_source
-        if src is None:
-            src = rec.option_source = {}
-        src["reuseaddr"] = source
-        src["reuseport"] = source
-        if rec.family == 6 and v6 is not None and src.get("v6only") != "diag":
-            rec.v6only = v6
-            src["v6only"] = source
-        if rec.device is None and dev is not None:
-            rec.device = dev
 
     def _read_one(self, rec: SocketRecord, pidfds: dict[int, int | None], denied: set[int]) -> Flags | str | None:
         for owner in rec.owners:

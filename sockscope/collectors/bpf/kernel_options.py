@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from sockscope.model import BindBucket, HostFacts, SocketRecord
 
+from ..options import set_options
 from .iterators import (
     DEV,
     HAS_TB2,
@@ -211,21 +212,8 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
             rec.ifindex = rec.ifindex or dev
             rec.device = ifname(dev)
     if requests:
-        _from_listeners(records, requests, facts)
+        _from_listeners(records, requests)
     return pending
-
-
-def _set(rec: SocketRecord, ra: bool, rp: bool, v6: bool, facts: HostFacts) -> None:
-    rec.reuseaddr = ra
-    rec.reuseport = rp
-    src = rec.option_source
-    if src is None:
-        src = rec.option_source = {}
-    src["reuseaddr"] = KERNEL
-    src["reuseport"] = KERNEL
-    if rec.family == 6 and src.get("v6only") != "diag":
-        rec.v6only = v6
-        src["v6only"] = KERNEL
 
 
 def _covers(listener: SocketRecord, rec: SocketRecord) -> bool:
@@ -238,7 +226,7 @@ def _covers(listener: SocketRecord, rec: SocketRecord) -> bool:
     return not (listener.v6only and (rec.family == 4 or rec.local_addr.startswith("::ffff:")))
 
 
-def _from_listeners(records: Sequence[SocketRecord], requests: list[SocketRecord], facts: HostFacts) -> None:
+def _from_listeners(records: Sequence[SocketRecord], requests: list[SocketRecord]) -> None:
     """A request socket has no flags of its own; the child it becomes is cloned from its
     listener. Take the listener's kernel-read flags when every listener that could own the
     request (same port, covering address, compatible device) agrees; else leave unknown."""
@@ -254,7 +242,7 @@ def _from_listeners(records: Sequence[SocketRecord], requests: list[SocketRecord
         values = {(c.reuseaddr, c.reuseport, c.v6only, c.ifindex) for c in cands}
         if len(values) == 1:
             ra, rp, v6, dev = values.pop()
-            _set(rec, bool(ra), bool(rp), bool(v6), facts)
+            set_options(rec, (bool(ra), bool(rp), bool(v6), None), KERNEL)
 
 
 def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[int, list[BindBucket]] | None:
