@@ -262,11 +262,13 @@ def _prologue(a: Asm, layout: Layout, base: int, ctx_meta: int, ctx_sk: int) -> 
         a.st_imm(8, FP, base - REC_TEMP + i, 0)
 
 
-def _epilogue(a: Asm, k: KernelInfo, layout: Layout, base: int) -> None:
+def emit_record(a: Asm, k: KernelInfo, size: int, base: int) -> None:
+    """The common end of an iterator program: label "emit" writes the `size`-byte record at
+    FP+base with bpf_seq_write (R9 holds ctx->meta); label "out" returns 0."""
     a.label("emit")
     a.ldx(8, R1, R9, k.offsets["meta.seq"])
     a.mov(R2, FP).add_imm(R2, base)
-    a.mov_imm(R3, layout.size)
+    a.mov_imm(R3, size)
     a.call(k.helpers["seq_write"])
     a.label("out")
     a.mov_imm(R0, 0)
@@ -323,7 +325,7 @@ def tcp_program(k: KernelInfo) -> bytes:
             a.st_imm(1, FP, base + rec["has_tb2"], 1)
             a.ldx(1, R1, R7, o["tb2.fastreuse"]).stx(1, FP, base + rec["tb2_fastreuse"], R1)
             a.ldx(1, R1, R7, o["tb2.fastreuseport"]).stx(1, FP, base + rec["tb2_fastreuseport"], R1)
-    _epilogue(a, k, layout, base)
+    emit_record(a, k, layout.size, base)
     return a.assemble()
 
 
@@ -336,7 +338,7 @@ def udp_program(k: KernelInfo) -> bytes:
     a.ldx(4, R1, R6, o["udp.uid"]).stx(4, FP, base + rec["uid"], R1)
     a.ldx(4, R1, R6, o["udp.bucket"]).stx(4, FP, base + rec["bucket"], R1)
     _copy_common(a, k, layout, base, R8, extra=o["udp.common"])
-    _epilogue(a, k, layout, base)
+    emit_record(a, k, layout.size, base)
     return a.assemble()
 
 

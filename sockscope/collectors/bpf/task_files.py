@@ -16,10 +16,10 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import btf as btf_mod
-from .asm import AND, FP, JNE, R0, R1, R2, R3, R6, R7, R8, R9, Asm
+from .asm import AND, FP, JNE, R1, R2, R3, R6, R7, R8, R9, Asm
 from .btf import BtfError
 from .iterators import BpfUnavailable, may_load_bpf
-from .programs import LICENSE, KernelInfo
+from .programs import LICENSE, KernelInfo, emit_record
 from .syscall import Bpf, BpfError, read_all
 
 if TYPE_CHECKING:
@@ -61,13 +61,7 @@ def _program(k: KernelInfo, btf: btf_mod.Btf) -> tuple[bytes, int]:
     a.ldx(8, R3, R1, o["i_ino"]).stx(8, FP, base + 8, R3)
     a.ldx(4, R2, R7, o["tgid"]).stx(4, FP, base, R2)
     a.ldx(4, R2, R6, o["fd"]).stx(4, FP, base + 4, R2)
-    a.ldx(8, R1, R9, k.offsets["meta.seq"])
-    a.mov(R2, FP).add_imm(R2, base)
-    a.mov_imm(R3, RECORD.size)
-    a.call(k.helpers["seq_write"])
-    a.label("out")
-    a.mov_imm(R0, 0)
-    a.exit()
+    emit_record(a, k, RECORD.size, base)
     return a.assemble(), btf_id
 
 
