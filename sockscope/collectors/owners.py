@@ -59,7 +59,7 @@ def _read_exe(path: str) -> str | None:
         return None
 
 
-def _read_text(path: str) -> str | None:
+def read_text(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
             return f.read().decode(errors="replace")
@@ -122,7 +122,7 @@ class OwnerIndex:
         under the same uid, a new one after a reused pid, an exec or a uid change. Not
         `deep`: only the start time and comm are compared (one read)."""
         base = f"{self.proc}/{pid}"
-        stat = _read_text(f"{base}/stat")
+        stat = read_text(f"{base}/stat")
         if stat is None:
             self._procs.pop(pid, None)
             return None
@@ -133,7 +133,7 @@ class OwnerIndex:
         info = self._procs.get(pid)
         if not deep and info is not None and info.start == start and info.name == comm:
             return info
-        status = _read_text(f"{base}/status")
+        status = read_text(f"{base}/status")
         uid = parse_status_uid(status) if status is not None else None
         if uid is None:
             try:
@@ -141,7 +141,7 @@ class OwnerIndex:
             except OSError:
                 uid = None
         exe = _read_exe(f"{base}/exe")
-        raw = _read_text(f"{base}/cmdline") or ""
+        raw = read_text(f"{base}/cmdline") or ""
         if (
             info is not None
             and info.start == start

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .owners import parse_stat, read_text
+
 MAX_CACHE = 4096
 
 
@@ -28,15 +30,12 @@ def _boot_time() -> float:
 
 
 def _start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), parsed as the owner scan does."""
+    text = read_text(f"/proc/{pid}/stat")
+    if text is None:
         return None
-    # comm may hold spaces and parentheses: the fields start after the last ')'.
-    rest = data[data.rfind(b")") + 2:].split()
     try:
-        return int(rest[19])  # field 22, starttime, in clock ticks since boot
+        return parse_stat(text)[1]
     except (IndexError, ValueError):
         return None
 
