@@ -12,41 +12,47 @@ from sockscope.model import NetnsRef, Owner, SocketRecord
 _dumps = json.dumps
 
 
-def _b(value: bool | None) -> str:
-    return "null" if value is None else ("true" if value else "false")
+_BOOL = {None: "null", True: "true", False: "false"}
 
 
-def _owners(owners: list[Owner], cache: dict[tuple[int, int, str, str | None], str]) -> str:
+def _owners(owners: list[Owner], tails: dict[tuple[str, str | None], str]) -> str:
+    """The owners array. Each (process, user) pair's escaped text is made once: a host
+    has a few hundred processes and 100,000 (pid, fd) pairs, so caching whole owners
+    would never hit."""
     parts = []
     for o in owners:
-        key = (o.pid, o.fd, o.process, o.user)
-        text = cache.get(key)
-        if text is None:
-            text = cache[key] = (
-                f'{{"pid":{o.pid},"fd":{o.fd},"process":{_dumps(o.process)},'
-                f'"user":{"null" if o.user is None else _dumps(o.user)}}}'
+        key = (o.process, o.user)
+        tail = tails.get(key)
+        if tail is None:
+            tail = tails[key] = (
+                f'"process":{_dumps(o.process)},"user":{"null" if o.user is None else _dumps(o.user)}}}'
             )
-        parts.append(text)
+        parts.append(f'{{"pid":{o.pid},"fd":{o.fd},{tail}')
     return "[" + ",".join(parts) + "]"
 
 
 def records_to_json(records: Iterable[SocketRecord]) -> str:
     esc: dict[str, str] = {}
-    owner_cache: dict[tuple[int, int, str, str | None], str] = {}
+    owner_tails: dict[tuple[str, str | None], str] = {}
     netns_cache: dict[NetnsRef, str] = {}
     sources: dict[tuple[tuple[str, str], ...], str] = {}
     out = []
+    b = _BOOL
     for r in records:
         # Addresses, states and protocol names are plain ASCII without quotes or
         # backslashes; process names and devices may hold anything, so they are escaped.
         owners = r.owners
         if owners:
-            pid = min(o.pid for o in owners)
-            proc = next(o.process for o in owners if o.pid == pid)
+            if len(owners) == 1:
+                first = owners[0]
+            else:
+                pid = min(o.pid for o in owners)
+                first = next(o for o in owners if o.pid == pid)
+            proc = first.process
             p = esc.get(proc)
             if p is None:
                 p = esc[proc] = _dumps(proc)
-            pid_s, proc_s, owners_s = str(pid), p, _owners(owners, owner_cache)
+            pid_s, proc_s, owners_s = str(first.pid), p, _owners(owners, owner_tails)
         else:
             pid_s, proc_s, owners_s = "null", "null", "[]"
         dev = r.device
@@ -82,8 +88,8 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
             f'"local_addr":"{r.local_addr}","local_port":{r.local_port},'
             f'"peer_addr":"{r.peer_addr}","peer_port":{r.peer_port},"uid":{r.uid},'
             f'"inode":{r.inode},"cookie":{r.cookie},"device":{dev_s},'
-            f'"v6only":{_b(r.v6only) if r.family == 6 else "null"},'
-            f'"reuseaddr":{_b(r.reuseaddr)},"reuseport":{_b(r.reuseport)},'
+            f'"v6only":{b[r.v6only] if r.family == 6 else "null"},'
+            f'"reuseaddr":{b[r.reuseaddr]},"reuseport":{b[r.reuseport]},'
             f'"pid":{pid_s},"process":{proc_s},"owners":{owners_s},'
             f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s},"option_source":{src_s}{ns_s}}}'
         )

@@ -22,6 +22,7 @@ from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 from sockscope.sanitize import host_text
 
 from .containers import RuntimeRoots
+from .gcpause import gc_paused
 from .namespaces import Discovery, Namespace
 from .options import OptionReader
 from .owners import OwnerIndex
@@ -157,7 +158,11 @@ class MultiCollector:
         protos: Iterable[str] = ("tcp", "udp"),
         port: int | None = None,
     ) -> Snapshot:
-        protos = tuple(protos)
+        with gc_paused():  # a refresh allocates 100,000s of acyclic objects: gcpause.py
+            return self._snapshot(tuple(protos), states, port)
+
+    def _snapshot(self, protos: tuple[str, ...], states: set[str] | frozenset[str] | None,
+                  port: int | None) -> Snapshot:
         now = time.time()
         records: list[SocketRecord] = []
         views: dict[int, NetnsView] = {}

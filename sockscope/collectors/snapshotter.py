@@ -17,6 +17,7 @@ from sockscope.model import BindBucket, HostFacts, Snapshot, SocketRecord
 from . import netns as netns_mod
 from .bpf import kernel_options
 from .bpf.task_files import TaskFileOwners
+from .gcpause import gc_paused
 from .hostfacts import read_host_facts
 from .owners import OwnerIndex
 from .options import OptionReader
@@ -170,7 +171,11 @@ class Collector:
         snapshots rewrote its port's bind bucket without a trace in the dump, and the
         predictor's fast path depends on that bucket), and sockets first seen now have
         their options read at once rather than at the next refresh."""
-        protos = tuple(protos)
+        with gc_paused():
+            return self._snapshot(tuple(protos), states, port, fresh)  # why: gcpause.py
+
+    def _snapshot(self, protos: tuple[str, ...], states: set[str] | frozenset[str] | None,
+                  port: int | None, fresh: bool) -> Snapshot:
         now = time.time()
         records, facts = self.collect_raw(protos, states, fresh=fresh)
         busy: frozenset[tuple[str, int]] | None = None
