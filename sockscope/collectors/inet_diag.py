@@ -128,28 +128,61 @@ class Decoder:
         # One dict per protocol, keyed by the raw message alone: no key tuple to build
         # and hash per socket on the warm path.
         self._previous: dict[str, dict[bytes, SocketRecord]] = {}
-        self._current: dict[str, dict[bytes, SocketRecord]] = {}
+        # This refresh, per protocol: (message keys, records) of each receive buffer, and
+        # whether every record was one of the last refresh's. The next `_previous` is
+        # made from them in finish(), or is the same dict again when nothing changed
+        # (no 100,000-entry dict rebuilt, and none for the garbage collector to walk).
+        self._parts: dict[str, list[tuple[list[bytes], list[SocketRecord]]]] = {}
+        self._all_reused: dict[str, bool] = {}
+        # Whole receive buffers of the last refresh -> (message keys, records). On a host
+        # where nothing changed, the kernel fills its buffers with the same bytes (the
+        # requests carry a fixed sequence number for that), so a buffer of ~250 sockets
+        # costs one hash and one compare instead of 250 slices and lookups.
+        self._previous_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
+        self._current_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
         self._complete_size = 0  # records in the last complete refresh
+        self._mark: tuple[str, list[SocketRecord], int, int] | None = None
 
     @property
     def reusable(self) -> int:
         """Records kept for the next refresh to reuse."""
         return sum(len(d) for d in self._previous.values())
 
+    def _seen_now(self, proto: str) -> dict[bytes, SocketRecord]:
+        """The messages of this refresh's `proto` dumps, keyed as `_previous`."""
+        previous = self._previous.get(proto)
+        parts = self._parts.get(proto, [])
+        if previous is not None and self._all_reused.get(proto, False) and \
+                sum(len(keys) for keys, _recs in parts) == len(previous):
+            return previous  # every buffer reused, none missing: the same messages
+        seen: dict[bytes, SocketRecord] = {}
+        for keys, recs in parts:
+            seen.update(zip(keys, recs))
+        return seen
+
     def finish(self, complete: bool = True) -> None:
         """End a refresh: what was seen now is what the next refresh may reuse. After a
         refresh of only some states, the other states' records stay reusable too."""
+        current = {proto: self._seen_now(proto) for proto in self._parts}
         if complete:
-            self._previous = self._current
+            self._previous = current
+            self._previous_buffers = self._current_buffers
             self._complete_size = self.reusable
         else:
-            for proto, seen in self._current.items():
-                self._previous.setdefault(proto, {}).update(seen)
+            for proto, seen in current.items():
+                kept = self._previous.setdefault(proto, {})
+                if seen is not kept:
+                    kept.update(seen)
+            self._previous_buffers.update(self._current_buffers)
             if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK:
                 # Partial refreshes of changing sockets (a listener's queue) keep adding
                 # keys; start over from what this refresh saw.
-                self._previous = self._current
-        self._current = {}
+                self._previous = current
+                self._previous_buffers = self._current_buffers
+        self._parts = {}
+        self._all_reused = {}
+        self._current_buffers = {}
+        self._mark = None
         bound = 2 * self.reusable + ADDR_CACHE_SLACK
         if len(self.addr4) > bound:
             self.addr4.clear()
@@ -173,12 +206,40 @@ class Decoder:
         is_udp = proto == "udp"
         rproto: Proto = "udp" if is_udp else "tcp"
         previous = self._previous.get(proto, {})
-        current = self._current.setdefault(proto, {})
+        parts = self._parts.setdefault(proto, [])
+        # A retried dump (run_dump) truncates `out` back to where the failed attempt
+        # began and asks for a new consumer: drop that attempt's parts too. (Another
+        # dump starting at the same length added no records: dropping its parts loses
+        # nothing.)
+        mark = self._mark
+        if mark is not None and mark[0] == proto and mark[1] is out and mark[2] == len(out):
+            del parts[mark[3]:]
+        self._mark = (proto, out, len(out), len(parts))
+        self._all_reused.setdefault(proto, True)
+        previous_buffers = self._previous_buffers
+        current_buffers = self._current_buffers
+        reused = self._all_reused
 
         def consume(data: bytes, st: DumpState) -> None:
+            order = len(out)
+            seen = previous_buffers.get(data)
+            if seen is not None and (not seen[1] or seen[1][0].proto == rproto):
+                # The same bytes as a buffer of the last refresh: the same sockets, in the
+                # same states, queues and timers. Only buffers of socket messages alone
+                # are kept (no NLMSG_DONE, no error, no NLM_F_DUMP_INTR).
+                keys, recs = seen
+                if recs and recs[0].order != order:
+                    for i, r in enumerate(recs, order):
+                        r.order = i
+                out.extend(recs)
+                parts.append(seen)
+                current_buffers[data] = seen
+                return
             end = len(data)
             off = 0
-            order = len(out)
+            plain = True  # only socket messages in this buffer: it may be reused whole
+            buf_keys: list[bytes] = []
+            buf_start = order
             while off < end:
                 if end - off < hdr_size:
                     raise ValueError(f"truncated netlink header: {end - off} bytes at offset {off}")
@@ -187,6 +248,7 @@ class Decoder:
                     raise ValueError(f"bad netlink message length {length} at offset {off} (buffer {end})")
                 if flags & NLM_F_DUMP_INTR:
                     st.interrupted = True
+                    plain = False
                 if mtype == SOCK_DIAG_BY_FAMILY:
                     body = off + hdr_size
                     if length - hdr_size < msg_size:
@@ -196,8 +258,8 @@ class Decoder:
                     if rec is not None:
                         rec.order = order
                         order += 1
-                        current[key] = rec
                         append(rec)
+                        buf_keys.append(key)
                         off += (length + 3) & ~3
                         continue
                     (fam, kstate, ktimer, _retrans, sport, dport, src, dst, ifindex, c0, c1,
@@ -234,8 +296,10 @@ class Decoder:
                                 v6only = data[a + 4] != 0
                             a += (alen + 3) & ~3
                     else:
+                        plain = False
                         off += (length + 3) & ~3
                         continue
+                    reused[proto] = False  # a socket not in the last refresh, or changed
                     state = states.get(kstate)
                     if state is None:
                         state = f"UNKNOWN-{kstate}"
@@ -251,17 +315,25 @@ class Decoder:
                         {"v6only": "diag"} if v6only is not None else None,
                     )
                     order += 1
-                    current[key] = rec
                     append(rec)
+                    buf_keys.append(key)
                 elif mtype == NLMSG_DONE:
                     st.done = True
-                    return
+                    plain = False
+                    break
                 elif mtype == NLMSG_ERROR:
+                    plain = False
                     if length < hdr_size + 4:
                         raise ValueError("truncated NLMSG_ERROR")
                     (err,) = struct.unpack_from("=i", data, off + hdr_size)
                     if err:
                         raise NetlinkError(-err, f"sock_diag dump failed: {os.strerror(-err)}")
+                else:
+                    plain = False
                 off += (length + 3) & ~3
+            part = (buf_keys, out[buf_start:])
+            parts.append(part)
+            if plain:
+                current_buffers[data] = part
 
         return consume

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from sockscope.model import Owner
@@ -103,7 +103,7 @@ class OwnerIndex:
         # Optional faster source for full scans (the BPF task-file iterator,
         # collectors/bpf/task_files.py): (by_inode, fds, owned) as _scan builds them, with
         # only socket fds in fds; None to fall back to the scan.
-        self.fd_source: Callable[[OwnerIndex], tuple[dict, dict, dict] | None] | None = None
+        self.fd_source: Callable[[OwnerIndex], tuple[dict, dict, dict, dict] | None] | None = None
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -187,8 +187,10 @@ class OwnerIndex:
             self._owned[pid] = fresh
             self._owned_info[pid] = info
 
-    def lookup(self, inodes: Collection[int], incremental: bool = False) -> dict[int, list[Owner]]:
-        """Every (pid, fd) holding one of `inodes`, with process details.
+    def lookup(self, inodes: Collection[int], incremental: bool = False) -> Mapping[int, list[Owner]]:
+        """Every (pid, fd) holding one of `inodes`, with process details: a read-only
+        mapping that may hold other sockets' owners too (the index itself, so that a
+        refresh of 100,000 sockets builds no second 100,000-entry dict).
 
         A full lookup readlinks every fd of every process, as `ss -p` does (~100,000
         syscalls on a busy host). An incremental one (for live refreshes) keeps the
@@ -212,29 +214,24 @@ class OwnerIndex:
         if gone:
             self._stale |= gone
         self._last_wanted = wanted  # never mutated: no copy of 100,000 inodes
-        known = self._by_inode
-        found = {ino: known[ino] for ino in wanted if ino in known}
-        if len(found) == len(wanted):
-            return found
+        if not wanted - self._by_inode.keys():
+            self.unresolved = 0
+            return self._by_inode
         stale, self._stale = self._stale - wanted, set()
         self._scan(incremental=True, stale=stale)
-        known = self._by_inode
-        found = {ino: known[ino] for ino in wanted if ino in known}
-        self.unresolved = len(wanted) - len(found)
+        self.unresolved = len(wanted - self._by_inode.keys())
         if self.unresolved and now - self._full_at > min(MIN_FULL_INTERVAL, FULL_COST_FACTOR * self._full_cost):
             return self._full(wanted, now)
-        return found
+        return self._by_inode
 
-    def _full(self, wanted: set[int] | frozenset[int], now: float) -> dict[int, list[Owner]]:
+    def _full(self, wanted: set[int] | frozenset[int], now: float) -> Mapping[int, list[Owner]]:
         self._last_wanted = wanted
         self._stale = set()
         self._scan(incremental=False)
         self._full_cost = time.monotonic() - now
         self._full_at = now
-        known = self._by_inode
-        found = {ino: known[ino] for ino in wanted if ino in known}
-        self.unresolved = len(wanted) - len(found)
-        return found
+        self.unresolved = len(wanted - self._by_inode.keys())
+        return self._by_inode
 
     def _scan(self, incremental: bool, stale: set[int] | frozenset[int] = frozenset()) -> None:
         """Rebuild inode -> owners from /proc/*/fd; when incremental, trust the inode
@@ -244,7 +241,7 @@ class OwnerIndex:
             # fewer file references than any full walk (bench_restart_storm.py).
             got = self.fd_source(self)
             if got is not None:
-                self._by_inode, self._fds, self._owned = got
+                self._by_inode, self._fds, self._owned, self._owned_info = got
                 self._scanned, self.denied, self.limitation = True, 0, None
                 return
         proc = self.proc

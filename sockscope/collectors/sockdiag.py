@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 from collections.abc import Iterable
@@ -31,7 +30,6 @@ class SockDiag:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = open_sock_diag()
-        self._seq = itertools.count(1)
         self.decoder = Decoder()
         self.bound_inactive = kernel_has_bound_inactive()
 
@@ -75,7 +73,10 @@ class SockDiag:
             del out[start:]  # a retried dump starts from scratch
             return self.decoder.consumer(proto, out)
 
-        request = build_request(family, protocol, mask, next(self._seq))
+        # The same sequence number for the same request every time: the replies then hold
+        # the same bytes when nothing changed, which the decoder reuses buffer by buffer.
+        # (Dumps never overlap on this socket, and a broken one resets it.)
+        request = build_request(family, protocol, mask, (protocol << 8) | family)
         try:
             run_dump(self._get, self._reset, request, begin)
         except NetlinkError as exc:

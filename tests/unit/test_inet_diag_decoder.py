@@ -161,3 +161,94 @@ def test_run_dump_retries_an_interrupted_dump_from_scratch():
 
     run_dump(lambda: sock, lambda: sock, b"req", begin)
     assert [r.local_port for r in out] == [2]
+
+
+# --- reuse across refreshes (what makes a warm refresh cheap) ---------------------------
+
+def _refresh(dec: Decoder, *buffers: bytes, proto: str = "tcp", complete: bool = True):
+    out: list = []
+    consume = dec.consumer(proto, out)
+    st = DumpState()
+    for b in buffers:
+        consume(b, st)
+    dec.finish(complete=complete)
+    return out
+
+
+def _socks(n: int, first_cookie: int = 100, **kw) -> bytes:
+    return b"".join(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=1000 + i, cookie=first_cookie + i, inode=5000 + i, **kw))
+                    for i in range(n))
+
+
+def test_an_identical_buffer_gives_back_the_same_records_and_the_same_index():
+    dec = Decoder()
+    buf, last = _socks(5), done()
+    first = _refresh(dec, buf, last)
+    index = dec._previous["tcp"]
+    again = _refresh(dec, buf, last)
+    assert [id(r) for r in again] == [id(r) for r in first]
+    assert dec._previous["tcp"] is index  # nothing changed: no dict rebuilt
+    assert [r.order for r in again] == list(range(5))
+
+
+def test_a_changed_socket_is_decoded_anew_and_the_rest_reused():
+    dec = Decoder()
+    a, b = _socks(3), _socks(3, first_cookie=200)
+    first = _refresh(dec, a, b, done())
+    changed = b[: -len(nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg()))] + nlmsg(
+        SOCK_DIAG_BY_FAMILY, diag_msg(sport=1002, cookie=202, inode=5002, rq=7))
+    second = _refresh(dec, a, changed, done())
+    assert [r is s for r, s in zip(first, second)] == [True] * 5 + [False]
+    assert second[5].recv_q == 7 and second[5].cookie == 202
+    third = _refresh(dec, a, changed, done())
+    assert all(r is s for r, s in zip(second, third))  # the new record is reusable in turn
+    assert len(dec._previous["tcp"]) == 6
+
+
+def test_a_buffer_at_another_position_is_renumbered_in_dump_order():
+    dec = Decoder()
+    a, b = _socks(2), _socks(3, first_cookie=300)
+    _refresh(dec, a, b, done())
+    out = _refresh(dec, b, done())  # the first buffer's sockets closed
+    assert [r.order for r in out] == [0, 1, 2] and [r.cookie for r in out] == [300, 301, 302]
+    assert sorted(r.cookie for r in dec._previous["tcp"].values()) == [300, 301, 302]
+
+
+def test_buffers_with_done_errors_or_dump_intr_are_never_reused_whole():
+    dec = Decoder()
+    tail = _socks(2) + done()
+    _refresh(dec, tail)
+    assert tail not in dec._previous_buffers  # it ends the dump: must be parsed for DONE
+    intr = nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=9), flags=NLM_F_MULTI | NLM_F_DUMP_INTR)
+    out: list = []
+    consume = dec.consumer("tcp", out)
+    st = DumpState()
+    consume(intr, st)
+    consume(done(), st)
+    dec.finish()
+    assert st.interrupted and intr not in dec._previous_buffers
+    st2 = DumpState()
+    out2: list = []
+    dec.consumer("tcp", out2)(intr, st2)
+    assert st2.interrupted  # parsed again, so the interruption is seen again
+
+
+def test_a_retried_dump_forgets_the_failed_attempts_records():
+    dec = Decoder()
+    out: list = []
+    st = DumpState()
+    dec.consumer("tcp", out)(_socks(3), st)  # an attempt the kernel interrupted
+    del out[0:]  # run_dump's begin(): the retry starts from scratch
+    consume = dec.consumer("tcp", out)
+    consume(_socks(2, first_cookie=400), st)
+    consume(done(), st)
+    dec.finish()
+    assert sorted(r.cookie for r in dec._previous["tcp"].values()) == [400, 401]
+
+
+def test_the_same_bytes_from_another_protocol_are_not_taken_for_its_records():
+    dec = Decoder()
+    buf = _socks(2)
+    _refresh(dec, buf, done(), proto="udp")
+    out = _refresh(dec, buf, done(), proto="tcp")
+    assert {r.proto for r in out} == {"tcp"}

@@ -8,6 +8,7 @@ handed back so that pidfd_getfd reads them as before.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Iterable, Sequence
 
@@ -52,8 +53,7 @@ class KernelOptions:
         self.reused = 0  # refreshes that reused the last read (for tests and benchmarks)
         self.same_read = False  # the last read() returned the previous read again
         self.same_records = False  # ... for the very same record objects
-        self._records: list[SocketRecord] = []  # keeps the objects behind _ids alive
-        self._ids: list[int] | None = None
+        self._records: Sequence[SocketRecord] | None = None  # the records of the last read
         self.pending: list[SocketRecord] = []  # what apply() left for pidfd_getfd last time
         self.applied_complete = False  # ... and whether it was given every socket
 
@@ -86,21 +86,19 @@ class KernelOptions:
         now = time.monotonic() if now is None else now
         protos = tuple(protos)
         last = self._last
-        ids = list(map(id, records)) if records is not None else None
         self.same_records = False
         if (records is not None and last is not None and now - self._last_at < REREAD_AFTER
                 and all(p in last for p in protos if its.covers(p))):
-            # The very same record objects (the decoder reuses byte-identical ones; we hold
-            # the last list, so no id can have been recycled), or the same cookies in the
-            # same states.
-            if ids == self._ids:
+            # The very same record objects (the decoder reuses byte-identical ones), or
+            # the same cookies in the same states.
+            if self._same_objects(records):
                 self.same_records = True
             elif not self._unchanged(records):
                 last = None
             if last is not None:
                 self.reused += 1
                 self.same_read = True
-                self._records, self._ids = list(records), ids
+                self._records = records
                 return {p: last[p] for p in protos if p in last}
         self.same_read = False
         for proto in protos:
@@ -116,11 +114,17 @@ class KernelOptions:
                 self._states = {r.cookie: r.state for r in records}
             else:
                 self._states.update((r.cookie, r.state) for r in records)
-            self._records, self._ids = list(records), ids
+            self._records = records
         else:
             self._last = None
-            self._records, self._ids = [], None
+            self._records = None
         return out
+
+    def _same_objects(self, records: Sequence[SocketRecord]) -> bool:
+        """`records` holds the very objects of the last read's list, in order. Held, not
+        copied: a list changed later by its owner can only make this False (a re-read)."""
+        last = self._records
+        return last is not None and len(last) == len(records) and all(map(operator.is_, last, records))
 
     def _unchanged(self, records: Sequence[SocketRecord]) -> bool:
         # Socket cookies are unique across protocols (one counter for every socket).
@@ -140,7 +144,7 @@ class KernelOptions:
     def close(self) -> None:
         self._last = None
         self._states = {}
-        self._records, self._ids = [], None
+        self._records = None
         if self._its is not None:
             self._its.close()
             self._its = None
@@ -260,7 +264,9 @@ def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[i
         tcp.by_port = by_port
     if port is not None:
         return {port: list(by_port[port])} if port in by_port else {}
-    return {p: list(bs) for p, bs in by_port.items()}
+    # The cached dict itself (snapshots are read-only): copying 25,000 lists per refresh
+    # cost more than the rest of a warm refresh's bookkeeping together.
+    return by_port
 
 
 __all__ = ["KernelOptions", "apply", "buckets_by_port"]

@@ -23,7 +23,7 @@ from .programs import LICENSE, KernelInfo, emit_record
 from .syscall import Bpf, BpfError, read_all
 
 if TYPE_CHECKING:
-    from sockscope.collectors.owners import OwnerIndex
+    from sockscope.collectors.owners import OwnerIndex, ProcessInfo
     from sockscope.model import Owner
 
 S_IFMT, S_IFSOCK = 0o170000, 0o140000
@@ -122,9 +122,10 @@ class TaskFileOwners:
         self._tried = False
         self.unavailable: str | None = None
 
-    def __call__(self, index: OwnerIndex) -> tuple[dict, dict, dict] | None:
-        """(inode -> owners, pid -> {fd name: inode}, pid -> [(inode, Owner)]) as
-        OwnerIndex._scan builds them, from one iterator read; None = use the scan."""
+    def __call__(self, index: OwnerIndex) -> tuple[dict, dict, dict, dict] | None:
+        """(inode -> owners, pid -> {fd name: inode}, pid -> [(inode, Owner)], pid ->
+        the ProcessInfo those owners were made from) as OwnerIndex._scan builds them,
+        from one iterator read; None = use the scan."""
         from sockscope.model import Owner
 
         if not self._tried:
@@ -144,6 +145,7 @@ class TaskFileOwners:
         by_inode: dict[int, list[Owner]] = {}
         fds_by_pid: dict[int, dict[str, int]] = {}
         owned_by_pid: dict[int, list[tuple[int, Owner]]] = {}
+        info_by_pid: dict[int, ProcessInfo] = {}
         for pid, fds in table.items():
             info = index.process(pid)
             if info is None:
@@ -159,12 +161,13 @@ class TaskFileOwners:
                     owners.append(owner)
             fds_by_pid[pid] = {str(fd): inode for fd, inode in fds.items()}
             owned_by_pid[pid] = owned
+            info_by_pid[pid] = info
             index._starts[pid] = info.start
         for owners in by_inode.values():
             if len(owners) > 1:
                 owners.sort(key=lambda o: (o.pid, o.fd))
         index.forget_except(table.keys())
-        return by_inode, fds_by_pid, owned_by_pid
+        return by_inode, fds_by_pid, owned_by_pid, info_by_pid
 
     def close(self) -> None:
         if self._files is not None:
