@@ -544,3 +544,34 @@ def test_listening_refreshes_reuse_the_read(netns, holders):
         assert (rec.reuseport, rec.option_source["reuseport"]) == (True, "kernel")
     new = next(r for r in part2.sockets if r.local_port == 7901)
     assert (new.reuseaddr, new.option_source["reuseaddr"]) == (True, "kernel")
+
+
+def test_task_file_owners_are_kept_across_revalidations_while_nothing_changed(netns, holders):
+    """The owner details of a task-file read are re-validated every META_INTERVAL like the
+    /proc scan's: unchanged processes keep their Owner records (and the decoder's reused
+    socket records keep theirs), a process that changed gets new ones."""
+    from sockscope.collectors import owners as owners_mod
+
+    h = holders(0)
+    for port in (7800, 7801):
+        s = h.socket("tcp", 4)
+        h.bind(s, "127.0.0.1", port)
+        h.listen(s)
+    with Collector(netns=netns.name) as collector:
+        first = collector.snapshot()
+        assert collector._task_files is not None and collector._task_files.unavailable is None
+        collector._owners._meta_at = 0.0  # due now
+        revalidated = collector._owners._meta_at
+        second = collector.snapshot()
+        assert collector._owners._meta_at != revalidated  # it ran
+        before = {r.local_port: r.owners for r in first.sockets if r.local_port in (7800, 7801)}
+        after = {r.local_port: r.owners for r in second.sockets if r.local_port in (7800, 7801)}
+        assert len(before) == 2 and all(before[p] and after[p] is before[p] for p in before)
+        # A changed process (as after an exec: another name) gets new owner records.
+        info = collector._owners._owned_info[h.pid]
+        collector._owners._owned_info[h.pid] = owners_mod.ProcessInfo(
+            info.start, "before-exec", info.user, info.uid, info.cmdline, info.exe, info.raw_cmdline)
+        collector._owners._meta_at = 0.0
+        third = collector.snapshot()
+        again = {r.local_port: r.owners for r in third.sockets if r.local_port in (7800, 7801)}
+        assert all(again[p] is not before[p] and again[p][0].process == before[p][0].process for p in before)
