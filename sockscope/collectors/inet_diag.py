@@ -103,6 +103,9 @@ def format_ipv6(raw: bytes) -> str:
 # that they are emptied at the end of a refresh (a churn of distinct peers would otherwise
 # keep every address ever seen: 48,000 peers left 111 MB behind with no socket open).
 ADDR_CACHE_SLACK = 4096
+# Whole buffers kept beyond twice those of the last complete refresh: partial refreshes
+# (listening sockets only) whose queues change add a buffer each time (up to 32 KiB).
+BUFFER_SLACK = 64
 
 
 class Decoder:
@@ -141,6 +144,7 @@ class Decoder:
         self._previous_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
         self._current_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
         self._complete_size = 0  # records in the last complete refresh
+        self._complete_buffers = 0  # ... and its reusable buffers
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
 
     @property
@@ -168,13 +172,15 @@ class Decoder:
             self._previous = current
             self._previous_buffers = self._current_buffers
             self._complete_size = self.reusable
+            self._complete_buffers = len(self._current_buffers)
         else:
             for proto, seen in current.items():
                 kept = self._previous.setdefault(proto, {})
                 if seen is not kept:
                     kept.update(seen)
             self._previous_buffers.update(self._current_buffers)
-            if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK:
+            if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK or \
+                    len(self._previous_buffers) > 2 * self._complete_buffers + BUFFER_SLACK:
                 # Partial refreshes of changing sockets (a listener's queue) keep adding
                 # keys; start over from what this refresh saw.
                 self._previous = current

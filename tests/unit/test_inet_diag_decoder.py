@@ -252,3 +252,14 @@ def test_the_same_bytes_from_another_protocol_are_not_taken_for_its_records():
     _refresh(dec, buf, done(), proto="udp")
     out = _refresh(dec, buf, done(), proto="tcp")
     assert {r.proto for r in out} == {"tcp"}
+
+
+def test_partial_refreshes_that_keep_changing_cannot_grow_the_kept_buffers_without_bound():
+    from sockscope.collectors.inet_diag import BUFFER_SLACK
+
+    dec = Decoder()
+    _refresh(dec, _socks(3), done())
+    for i in range(3 * BUFFER_SLACK):
+        # a listener whose queue changes every time, alone in its buffer
+        _refresh(dec, nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=7, rq=i)), done(), complete=False)
+        assert len(dec._previous_buffers) <= 2 * dec._complete_buffers + BUFFER_SLACK
