@@ -12,6 +12,8 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
+from operator import attrgetter
+from typing import cast
 
 from sockscope.model import TCP_STATES, TIMER_KINDS, Proto, SocketRecord, Timer
 
@@ -31,6 +33,7 @@ from .netlink import (
 # endian; src[4], dst[4]; if; cookie[2]), expires, rqueue, wqueue, uid, inode.
 INET_DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 RTATTR = struct.Struct("=HH")
+NLMSGHDR3 = struct.Struct("=IHH")  # the first three fields of NLMSGHDR: len, type, flags
 # struct inet_diag_req_v2: family, protocol, ext, pad, states, then an all-zero sockid.
 INET_DIAG_REQ_V2 = struct.Struct("=BBBBI48x")
 
@@ -111,17 +114,26 @@ BUFFER_SLACK = 64
 class Decoder:
     """Decodes the replies of one dump (one protocol, one family) into `out`.
 
-    Keeps caches that outlive a dump: address strings, and the records of the previous
-    refresh keyed by their raw message. A socket the kernel reports byte for byte as
+    Keeps caches that outlive a dump: address strings, and the records of earlier
+    refreshes keyed by their raw message. A socket the kernel reports byte for byte as
     before (same state, queues, timer) gets its old record back, with the owners and
     options already resolved: on a warm refresh most of 100,000 sockets are such. So
     records must be treated as read-only outside the collectors. Create one Decoder per
     Collector, call `consumer()` for each dump and `finish()` after each refresh.
 
-    Every cache is bounded by the last refreshes: reusable records are those of the last
-    complete refresh (plus, after partial ones, at most as many again), and the address
-    caches are emptied once they exceed two addresses per such record plus
-    ADDR_CACHE_SLACK, so memory returns after a churn.
+    Two levels of reuse:
+    - whole receive buffers: when nothing changed, the kernel fills its buffers with the
+      same bytes (the requests carry a fixed sequence number for that), so a buffer of
+      ~250 sockets costs one hash and one compare;
+    - single messages, in a dict per protocol that is updated in place (a refresh where
+      a few sockets changed adds their new messages; nothing is rebuilt, and nothing
+      large is left for the garbage collector to walk).
+
+    Every cache is bounded: the message dicts hold the sockets of the last complete
+    refresh plus at most as many again plus ADDR_CACHE_SLACK older messages (beyond
+    that they are rebuilt from the last refresh); the kept buffers are the last complete
+    refresh's plus at most as many again plus BUFFER_SLACK; the address caches are
+    emptied once they exceed two addresses per kept message plus ADDR_CACHE_SLACK.
     """
 
     def __init__(self) -> None:
@@ -130,63 +142,47 @@ class Decoder:
         self.ifnames: dict[int, str] = {}
         # One dict per protocol, keyed by the raw message alone: no key tuple to build
         # and hash per socket on the warm path.
-        self._previous: dict[str, dict[bytes, SocketRecord]] = {}
-        # This refresh, per protocol: (message keys, records) of each receive buffer, and
-        # whether every record was one of the last refresh's. The next `_previous` is
-        # made from them in finish(), or is the same dict again when nothing changed
-        # (no 100,000-entry dict rebuilt, and none for the garbage collector to walk).
-        self._parts: dict[str, list[tuple[list[bytes], list[SocketRecord]]]] = {}
-        self._all_reused: dict[str, bool] = {}
-        # Whole receive buffers of the last refresh -> (message keys, records). On a host
-        # where nothing changed, the kernel fills its buffers with the same bytes (the
-        # requests carry a fixed sequence number for that), so a buffer of ~250 sockets
-        # costs one hash and one compare instead of 250 slices and lookups.
-        self._previous_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
-        self._current_buffers: dict[bytes, tuple[list[bytes], list[SocketRecord]]] = {}
-        self._complete_size = 0  # records in the last complete refresh
-        self._complete_buffers = 0  # ... and its reusable buffers
+        self._messages: dict[str, dict[bytes, SocketRecord]] = {}
+        # This refresh, per protocol: the records delivered (for the bound in finish()).
+        self._delivered: dict[str, list[list[SocketRecord]]] = {}
+        # Whole receive buffers -> their records.
+        self._previous_buffers: dict[bytes, list[SocketRecord]] = {}
+        self._current_buffers: dict[bytes, list[SocketRecord]] = {}
+        self._complete_buffers = 0  # buffers kept by the last complete refresh
+        self._live: dict[str, int] = {}  # records of each protocol in the last complete refresh
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
 
     @property
     def reusable(self) -> int:
-        """Records kept for the next refresh to reuse."""
-        return sum(len(d) for d in self._previous.values())
-
-    def _seen_now(self, proto: str) -> dict[bytes, SocketRecord]:
-        """The messages of this refresh's `proto` dumps, keyed as `_previous`."""
-        previous = self._previous.get(proto)
-        parts = self._parts.get(proto, [])
-        if previous is not None and self._all_reused.get(proto, False) and \
-                sum(len(keys) for keys, _recs in parts) == len(previous):
-            return previous  # every buffer reused, none missing: the same messages
-        seen: dict[bytes, SocketRecord] = {}
-        for keys, recs in parts:
-            seen.update(zip(keys, recs))
-        return seen
+        """Messages kept for the next refresh to reuse."""
+        return sum(len(d) for d in self._messages.values())
 
     def finish(self, complete: bool = True) -> None:
-        """End a refresh: what was seen now is what the next refresh may reuse. After a
-        refresh of only some states, the other states' records stay reusable too."""
-        current = {proto: self._seen_now(proto) for proto in self._parts}
+        """End a refresh. Its messages stay reusable, and so do older ones while they fit
+        in the bound (after a refresh of only some states, the other states' records
+        are needed again at the next complete refresh)."""
+        for proto, outs in self._delivered.items():
+            messages = self._messages.get(proto)
+            live = sum(len(o) for o in outs)
+            # After a partial refresh the other states' messages still count as live.
+            bound = 2 * (live if complete else max(live, self._live.get(proto, 0))) + ADDR_CACHE_SLACK
+            if messages is not None and len(messages) > bound:
+                # Too many messages of sockets gone or changed: keep those delivered now.
+                # Every delivered record is in `messages` (reused from it or added).
+                key_of = {id(r): k for k, r in messages.items()}
+                self._messages[proto] = {key_of[id(r)]: r for o in outs for r in o}
+            if complete:
+                self._live[proto] = live
         if complete:
-            self._previous = current
             self._previous_buffers = self._current_buffers
-            self._complete_size = self.reusable
             self._complete_buffers = len(self._current_buffers)
         else:
-            for proto, seen in current.items():
-                kept = self._previous.setdefault(proto, {})
-                if seen is not kept:
-                    kept.update(seen)
             self._previous_buffers.update(self._current_buffers)
-            if self.reusable > 2 * self._complete_size + ADDR_CACHE_SLACK or \
-                    len(self._previous_buffers) > 2 * self._complete_buffers + BUFFER_SLACK:
-                # Partial refreshes of changing sockets (a listener's queue) keep adding
-                # keys; start over from what this refresh saw.
-                self._previous = current
+            if len(self._previous_buffers) > 2 * self._complete_buffers + BUFFER_SLACK:
+                # Partial refreshes whose sockets keep changing (a listener's queue)
+                # add a buffer (up to 32 KiB) each time.
                 self._previous_buffers = self._current_buffers
-        self._parts = {}
-        self._all_reused = {}
+        self._delivered = {}
         self._current_buffers = {}
         self._mark = None
         bound = 2 * self.reusable + ADDR_CACHE_SLACK
@@ -198,6 +194,8 @@ class Decoder:
     def consumer(self, proto: str, out: list[SocketRecord]) -> Callable[[bytes, DumpState], None]:
         msg_unpack = INET_DIAG_MSG.unpack_from
         hdr_unpack = NLMSGHDR.unpack_from
+        hdr3_unpack = NLMSGHDR3.unpack_from
+        get_order = attrgetter("order")
         attr_unpack = RTATTR.unpack_from
         msg_size = INET_DIAG_MSG.size
         hdr_size = NLMSGHDR.size
@@ -211,40 +209,139 @@ class Decoder:
         append = out.append
         is_udp = proto == "udp"
         rproto: Proto = "udp" if is_udp else "tcp"
-        previous = self._previous.get(proto, {})
-        parts = self._parts.setdefault(proto, [])
+        messages = self._messages.setdefault(proto, {})
+        lookup = messages.get
+        delivered = self._delivered.setdefault(proto, [])
         # A retried dump (run_dump) truncates `out` back to where the failed attempt
-        # began and asks for a new consumer: drop that attempt's parts too. (Another
-        # dump starting at the same length added no records: dropping its parts loses
-        # nothing.)
+        # began and asks for a new consumer: forget what that attempt delivered. (Another
+        # dump starting at the same length delivered no records: nothing is lost.)
         mark = self._mark
         if mark is not None and mark[0] == proto and mark[1] is out and mark[2] == len(out):
-            del parts[mark[3]:]
-        self._mark = (proto, out, len(out), len(parts))
-        self._all_reused.setdefault(proto, True)
+            del delivered[mark[3]:]
+        self._mark = (proto, out, len(out), len(delivered))
         previous_buffers = self._previous_buffers
         current_buffers = self._current_buffers
-        reused = self._all_reused
+
+        def decode(data: bytes, off: int, length: int, order: int) -> SocketRecord | None:
+            """The record of the socket message at `off` (None: a family not ours)."""
+            body = off + hdr_size
+            (fam, kstate, ktimer, _retrans, sport, dport, src, dst, ifindex, c0, c1,
+             expires, rq, wq, uid, inode) = msg_unpack(data, body)
+            v6only = None
+            if fam == AF_INET:
+                s4 = src[:4]
+                local = addr4.get(s4)
+                if local is None:
+                    local = addr4[s4] = socket.inet_ntop(AF_INET, s4)
+                d4 = dst[:4]
+                peer = addr4.get(d4)
+                if peer is None:
+                    peer = addr4[d4] = socket.inet_ntop(AF_INET, d4)
+                family = 4
+            elif fam == AF_INET6:
+                local = addr6.get(src)
+                if local is None:
+                    local = addr6[src] = format_ipv6(src)
+                peer = addr6.get(dst)
+                if peer is None:
+                    peer = addr6[dst] = format_ipv6(dst)
+                family = 6
+                # Attributes: only V6ONLY is needed, and only IPv6 carries it.
+                a = body + msg_size
+                mend = off + length
+                while a + 4 <= mend:
+                    alen, atype = attr_unpack(data, a)
+                    if alen < 4 or a + alen > mend:
+                        raise ValueError(f"bad attribute length {alen} at offset {a}")
+                    if atype == INET_DIAG_SKV6ONLY:
+                        if alen < 5:
+                            raise ValueError("truncated INET_DIAG_SKV6ONLY attribute")
+                        v6only = data[a + 4] != 0
+                    a += (alen + 3) & ~3
+            else:
+                return None
+            state = states.get(kstate)
+            if state is None:
+                state = f"UNKNOWN-{kstate}"
+            elif is_udp and kstate == 1:
+                state = "ESTAB"
+            rec = rec_new(
+                rproto, family, state, local, port[sport], peer, port[dport], uid, inode,
+                c0 | (c1 << 32), ifindex,
+                (ifnames.get(ifindex) or f"if{ifindex}") if ifindex else None,
+                v6only, None, None, [], rq, wq,
+                Timer(timers.get(ktimer, str(ktimer)), expires) if ktimer else None,
+                order,
+                {"v6only": "diag"} if v6only is not None else None,
+            )
+            messages[data[body : off + length]] = rec
+            return rec
 
         def consume(data: bytes, st: DumpState) -> None:
             order = len(out)
-            seen = previous_buffers.get(data)
-            if seen is not None and (not seen[1] or seen[1][0].proto == rproto):
+            recs = previous_buffers.get(data)
+            if recs is not None and (not recs or recs[0].proto == rproto):
                 # The same bytes as a buffer of the last refresh: the same sockets, in the
                 # same states, queues and timers. Only buffers of socket messages alone
                 # are kept (no NLMSG_DONE, no error, no NLM_F_DUMP_INTR).
-                keys, recs = seen
                 if recs and recs[0].order != order:
                     for i, r in enumerate(recs, order):
                         r.order = i
                 out.extend(recs)
-                parts.append(seen)
-                current_buffers[data] = seen
+                delivered.append(recs)
+                current_buffers[data] = recs
                 return
             end = len(data)
+            slice_of = cast("Callable[[slice], bytes]", data.__getitem__)
+            # A buffer of socket messages alone (every one but a dump's last): split it,
+            # then look every message up at once; only new or changed sockets are decoded.
+            starts: list[int] = []
+            ends: list[int] = []
             off = 0
-            plain = True  # only socket messages in this buffer: it may be reused whole
-            buf_keys: list[bytes] = []
+            while off < end:
+                if end - off < hdr_size:
+                    break
+                length, mtype, flags = hdr3_unpack(data, off)
+                mend = off + length
+                if mtype != SOCK_DIAG_BY_FAMILY or flags & NLM_F_DUMP_INTR or \
+                        length < hdr_size + msg_size or mend > end:
+                    break
+                starts.append(off + hdr_size)
+                ends.append(mend)
+                off = (mend + 3) & ~3
+            else:
+                if starts:
+                    found: list[SocketRecord | None] = list(map(lookup, map(slice_of, map(slice, starts, ends))))
+                    if None in found:
+                        i = found.index(None)
+                        while True:
+                            start = starts[i] - hdr_size
+                            found[i] = decode(data, start, ends[i] - start, order + i)
+                            try:
+                                i = found.index(None, i + 1)
+                            except ValueError:
+                                break
+                        if None in found:  # a family not ours: skipped, and not kept whole
+                            kept = [r for r in found if r is not None]
+                            for i, r in enumerate(kept, order):
+                                r.order = i
+                            out.extend(kept)
+                            delivered.append(kept)
+                            return
+                    recs = cast("list[SocketRecord]", found)  # no None left
+                    if list(map(get_order, recs)) != list(range(order, order + len(recs))):
+                        for i, r in enumerate(recs, order):
+                            r.order = i
+                    out.extend(recs)
+                    delivered.append(recs)
+                    current_buffers[data] = recs
+                    return
+            consume_each(data, st, order)
+
+        def consume_each(data: bytes, st: DumpState, order: int) -> None:
+            """Message by message: a buffer that ends the dump, or holds an error."""
+            end = len(data)
+            off = 0
             buf_start = order
             while off < end:
                 if end - off < hdr_size:
@@ -254,92 +351,26 @@ class Decoder:
                     raise ValueError(f"bad netlink message length {length} at offset {off} (buffer {end})")
                 if flags & NLM_F_DUMP_INTR:
                     st.interrupted = True
-                    plain = False
                 if mtype == SOCK_DIAG_BY_FAMILY:
-                    body = off + hdr_size
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
-                    key = data[body : off + length]
-                    rec = previous.get(key)
+                    rec = lookup(data[off + hdr_size : off + length])
+                    if rec is None:
+                        rec = decode(data, off, length, order)
                     if rec is not None:
                         rec.order = order
                         order += 1
                         append(rec)
-                        buf_keys.append(key)
-                        off += (length + 3) & ~3
-                        continue
-                    (fam, kstate, ktimer, _retrans, sport, dport, src, dst, ifindex, c0, c1,
-                     expires, rq, wq, uid, inode) = msg_unpack(data, body)
-                    v6only = None
-                    if fam == AF_INET:
-                        s4 = src[:4]
-                        local = addr4.get(s4)
-                        if local is None:
-                            local = addr4[s4] = socket.inet_ntop(AF_INET, s4)
-                        d4 = dst[:4]
-                        peer = addr4.get(d4)
-                        if peer is None:
-                            peer = addr4[d4] = socket.inet_ntop(AF_INET, d4)
-                        family = 4
-                    elif fam == AF_INET6:
-                        local = addr6.get(src)
-                        if local is None:
-                            local = addr6[src] = format_ipv6(src)
-                        peer = addr6.get(dst)
-                        if peer is None:
-                            peer = addr6[dst] = format_ipv6(dst)
-                        family = 6
-                        # Attributes: only V6ONLY is needed, and only IPv6 carries it.
-                        a = body + msg_size
-                        mend = off + length
-                        while a + 4 <= mend:
-                            alen, atype = attr_unpack(data, a)
-                            if alen < 4 or a + alen > mend:
-                                raise ValueError(f"bad attribute length {alen} at offset {a}")
-                            if atype == INET_DIAG_SKV6ONLY:
-                                if alen < 5:
-                                    raise ValueError("truncated INET_DIAG_SKV6ONLY attribute")
-                                v6only = data[a + 4] != 0
-                            a += (alen + 3) & ~3
-                    else:
-                        plain = False
-                        off += (length + 3) & ~3
-                        continue
-                    reused[proto] = False  # a socket not in the last refresh, or changed
-                    state = states.get(kstate)
-                    if state is None:
-                        state = f"UNKNOWN-{kstate}"
-                    elif is_udp and kstate == 1:
-                        state = "ESTAB"
-                    rec = rec_new(
-                        rproto, family, state, local, port[sport], peer, port[dport], uid, inode,
-                        c0 | (c1 << 32), ifindex,
-                        (ifnames.get(ifindex) or f"if{ifindex}") if ifindex else None,
-                        v6only, None, None, [], rq, wq,
-                        Timer(timers.get(ktimer, str(ktimer)), expires) if ktimer else None,
-                        order,
-                        {"v6only": "diag"} if v6only is not None else None,
-                    )
-                    order += 1
-                    append(rec)
-                    buf_keys.append(key)
                 elif mtype == NLMSG_DONE:
                     st.done = True
-                    plain = False
                     break
                 elif mtype == NLMSG_ERROR:
-                    plain = False
                     if length < hdr_size + 4:
                         raise ValueError("truncated NLMSG_ERROR")
                     (err,) = struct.unpack_from("=i", data, off + hdr_size)
                     if err:
                         raise NetlinkError(-err, f"sock_diag dump failed: {os.strerror(-err)}")
-                else:
-                    plain = False
                 off += (length + 3) & ~3
-            part = (buf_keys, out[buf_start:])
-            parts.append(part)
-            if plain:
-                current_buffers[data] = part
+            delivered.append(out[buf_start:])
 
         return consume

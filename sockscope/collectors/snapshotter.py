@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Literal
 
 from sockscope.model import BindBucket, HostFacts, Snapshot, SocketRecord
@@ -270,6 +271,9 @@ class Collector:
         return kernel_options.buckets_by_port(self.last_kernel, port) if self.last_kernel else None
 
 
+_inode_of = attrgetter("inode")
+
+
 def enrich(
     records: list[SocketRecord],
     owner_index: OwnerIndex | None,
@@ -288,17 +292,19 @@ def enrich(
     did not give (pidfd_getfd reads those); None = all of them."""
     notes: list[str] = []
     if owner_index is not None:
-        owners = owner_index.lookup({r.inode for r in records if r.inode}, incremental=True)
+        inodes = list(map(_inode_of, records))
+        owners = owner_index.lookup(set(filter(None, inodes)), incremental=True)
         unowned = 0
-        for r in records:
-            if r.inode:
-                found = owners.get(r.inode)
-                if found is not None:
+        # Looked up all at once; a record reused from the last refresh usually holds its
+        # owners already (the same list object), and is not written again.
+        for r, found in zip(records, map(owners.get, inodes)):
+            if found is not None:
+                if r.owners is not found:
                     r.owners = found
-                else:
-                    unowned += 1
-                    if r.owners:
-                        r.owners = []
+            elif r.inode:
+                unowned += 1
+                if r.owners:
+                    r.owners = []
         if os.geteuid() != 0 and owner_index.limitation:
             notes.append(owner_index.limitation)
         if unowned and os.geteuid() == 0:

@@ -184,10 +184,11 @@ def test_an_identical_buffer_gives_back_the_same_records_and_the_same_index():
     dec = Decoder()
     buf, last = _socks(5), done()
     first = _refresh(dec, buf, last)
-    index = dec._previous["tcp"]
+    index = dec._messages["tcp"]
+    size = len(index)
     again = _refresh(dec, buf, last)
     assert [id(r) for r in again] == [id(r) for r in first]
-    assert dec._previous["tcp"] is index  # nothing changed: no dict rebuilt
+    assert dec._messages["tcp"] is index and len(index) == size  # nothing changed, nothing rebuilt
     assert [r.order for r in again] == list(range(5))
 
 
@@ -202,7 +203,6 @@ def test_a_changed_socket_is_decoded_anew_and_the_rest_reused():
     assert second[5].recv_q == 7 and second[5].cookie == 202
     third = _refresh(dec, a, changed, done())
     assert all(r is s for r, s in zip(second, third))  # the new record is reusable in turn
-    assert len(dec._previous["tcp"]) == 6
 
 
 def test_a_buffer_at_another_position_is_renumbered_in_dump_order():
@@ -211,7 +211,7 @@ def test_a_buffer_at_another_position_is_renumbered_in_dump_order():
     _refresh(dec, a, b, done())
     out = _refresh(dec, b, done())  # the first buffer's sockets closed
     assert [r.order for r in out] == [0, 1, 2] and [r.cookie for r in out] == [300, 301, 302]
-    assert sorted(r.cookie for r in dec._previous["tcp"].values()) == [300, 301, 302]
+    assert dec._live["tcp"] == 3
 
 
 def test_buffers_with_done_errors_or_dump_intr_are_never_reused_whole():
@@ -243,7 +243,24 @@ def test_a_retried_dump_forgets_the_failed_attempts_records():
     consume(_socks(2, first_cookie=400), st)
     consume(done(), st)
     dec.finish()
-    assert sorted(r.cookie for r in dec._previous["tcp"].values()) == [400, 401]
+    assert dec._live["tcp"] == 2  # the failed attempt's three are not counted as delivered
+
+
+def test_messages_of_changed_sockets_are_dropped_once_they_exceed_the_bound(monkeypatch):
+    from sockscope.collectors import inet_diag
+
+    monkeypatch.setattr(inet_diag, "ADDR_CACHE_SLACK", 8)
+    dec = Decoder()
+    steady = _socks(4)
+    for i in range(50):
+        # one socket whose queue changes every refresh: a new message each time
+        out = _refresh(dec, steady, nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=7, rq=i)), done())
+        assert len(dec._messages["tcp"]) <= 2 * 5 + 8
+        assert sorted(r.cookie for r in out) == [7, 100, 101, 102, 103]
+    kept = dec._messages["tcp"]
+    assert all(kept.get(k) is r for k, r in zip(
+        [m[16:] for m in (nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=1000 + i, cookie=100 + i, inode=5000 + i)) for i in range(4))],
+        out[:4]))
 
 
 def test_the_same_bytes_from_another_protocol_are_not_taken_for_its_records():
