@@ -33,7 +33,7 @@ NETLINK_GET_STRICT_CHK = 12
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 
-RECV_BUFSIZE = 1 << 16
+RECV_BUFSIZE = 1 << 20
 MAX_DUMP_RETRIES = 5
 
 
