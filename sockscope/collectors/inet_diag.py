@@ -151,6 +151,7 @@ class Decoder:
         self._complete_buffers = 0  # buffers kept by the last complete refresh
         self._live: dict[str, int] = {}  # records of each protocol in the last complete refresh
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
+        self.segments: list[list[SocketRecord]] = []  # of the last refresh: see finish()
 
     @property
     def reusable(self) -> int:
@@ -182,6 +183,9 @@ class Decoder:
                 # Partial refreshes whose sockets keep changing (a listener's queue)
                 # add a buffer (up to 32 KiB) each time.
                 self._previous_buffers = self._current_buffers
+        # The lists records were delivered in, in dump order: a list given again is the
+        # very same records (a buffer reused whole), which the collector need not revisit.
+        self.segments = [seg for outs in self._delivered.values() for seg in outs]
         self._delivered = {}
         self._current_buffers = {}
         self._mark = None

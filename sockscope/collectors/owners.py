@@ -96,6 +96,9 @@ class OwnerIndex:
         self._full_at = 0.0
         self._full_cost = 0.0
         self._last_wanted: set[int] | frozenset[int] = frozenset()
+        # Moves whenever an owner list may have changed (a scan, a re-validation that made
+        # new Owner records): callers may skip sockets they resolved at the same version.
+        self.version = 0
         # Inodes that left the dump since the last fd scan: their fd numbers may hold new
         # sockets now. Kept until a scan reads those fds again (a lookup that finds every
         # socket it wants does not scan, and must not forget them).
@@ -184,6 +187,7 @@ class OwnerIndex:
                 owners = by_inode.get(inode)
                 if owners is not None:
                     by_inode[inode] = [replaced.get(id(o), o) for o in owners]
+            self.version += 1
             self._owned[pid] = fresh
             self._owned_info[pid] = info
 
@@ -242,6 +246,7 @@ class OwnerIndex:
             got = self.fd_source(self)
             if got is not None:
                 self._by_inode, self._fds, self._owned, self._owned_info = got
+                self.version += 1
                 self._scanned, self.denied, self.limitation = True, 0, None
                 return
         proc = self.proc
@@ -320,6 +325,7 @@ class OwnerIndex:
         self._owned = new_owned
         self._owned_info = new_info
         self._by_inode = by_inode
+        self.version += 1
         self._scanned = True
         self.denied = denied
         self.limitation = (
