@@ -268,7 +268,7 @@ def acquire(inode: int, btf_path: str = btf_mod.VMLINUX) -> StateCounts:
 
 def _load(btf_path: str) -> StateProgram:
     if not may_load_bpf():
-        raise StateWatchUnavailable("not root and no CAP_BPF+CAP_PERFMON to load a BPF program")
+        raise StateWatchUnavailable(explain(BpfError(errno.EPERM, "bpf")))
     if sys.byteorder != "little":
         raise StateWatchUnavailable("big-endian hosts are not supported")
     try:
@@ -291,6 +291,8 @@ def explain(exc: BpfError) -> str:
     if exc.errno == errno.EPERM:
         if os.geteuid() != 0:
             return "not root and no CAP_BPF+CAP_PERFMON to load a BPF program"
+        if not may_load_bpf():
+            return "root without CAP_BPF+CAP_PERFMON (capabilities dropped) cannot load a BPF program"
         return "bpf() refused (EPERM: capabilities dropped, a seccomp filter or lockdown)"
     if exc.errno == errno.ENOSYS:
         return "bpf() is not available (ENOSYS: no CONFIG_BPF_SYSCALL, or filtered)"
