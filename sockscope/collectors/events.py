@@ -233,7 +233,8 @@ class StateChanges:
     by_state: dict[str, int]
 
 
-STATES_UNSEEN = "a change that moves no counter (a peer's close, ESTAB -> CLOSE-WAIT) shows at the next periodic full refresh"
+STATES_UNSEEN = ("a change that moves no counter (a peer's close, ESTAB -> CLOSE-WAIT) shows at the next "
+                 "periodic full refresh")
 
 
 class ChangeWatch:

@@ -109,8 +109,9 @@ class StateWatchInfo:
             raise StateWatchUnavailable(f"unexpected socket layout on this kernel ({exc})") from None
         proto_size = proto.bits or 8 * btf.size(proto.type_id)
         if proto.offset % 8 or proto_size not in (8, 16):
-            # Before Linux 5.6 sk_protocol was an 8-bit bitfield sharing a word with sk_type.
-            raise StateWatchUnavailable("sock.sk_protocol is a bitfield on this kernel (Linux 5.6+ needed)")
+            # Before Linux 5.6 sk_protocol was an 8-bit bitfield; byte-aligned (as it was
+            # on little-endian hosts) it is still one byte load, otherwise give up.
+            raise StateWatchUnavailable("sock.sk_protocol is not a whole byte or u16 on this kernel")
         if net.offset % 8 or inum.offset % 8 or btf.size(inum.type_id) != 4:
             raise StateWatchUnavailable("unexpected layout of skc_net or net->ns.inum on this kernel")
         return cls(cmds, prog_types["BPF_PROG_TYPE_TRACING"], attach["BPF_TRACE_RAW_TP"], maps["BPF_MAP_TYPE_HASH"],
@@ -261,7 +262,8 @@ def acquire(inode: int, btf_path: str = btf_mod.VMLINUX) -> StateCounts:
                 if exc.errno == errno.E2BIG:
                     raise StateWatchUnavailable(f"more than {MAX_NAMESPACES} namespaces watched") from None
                 if exc.errno != errno.EEXIST:
-                    raise StateWatchUnavailable(f"cannot add the namespace to the state-change map: {exc.strerror}") from None
+                    why = f"cannot add the namespace to the state-change map: {exc.strerror}"
+                    raise StateWatchUnavailable(why) from None
         _users[inode] = _users.get(inode, 0) + 1
         return StateCounts(prog, inode)
 
