@@ -123,8 +123,9 @@ class PollStats:
 class Source(Protocol):
     """Where snapshots come from: the Collector, or a fixed snapshot in tests. A source
     may also have `watch() -> ChangeWatch | None` (an object with ChangeWatch's
-    changed/begin/take/mark_refreshed/drain, subscribed, threaded and limitation, e.g.
-    one that combines the watches of several namespaces); without one, every tick dumps."""
+    changed/begin/take/mark_refreshed/drain, subscribed, threaded and limitation, and
+    optionally take_state_changes, e.g. one that combines the watches of several
+    namespaces); without one, every tick dumps."""
 
     def snapshot(self, states: frozenset[str] | None) -> Snapshot: ...
 

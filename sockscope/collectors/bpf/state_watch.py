@@ -279,7 +279,10 @@ def _load(btf_path: str) -> StateProgram:
         raise StateWatchUnavailable("no kernel BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF)") from None
     except (OSError, BtfError) as exc:
         raise StateWatchUnavailable(f"cannot read the kernel's BTF: {exc}") from None
-    info = StateWatchInfo.from_btf(btf)
+    try:
+        info = StateWatchInfo.from_btf(btf)
+    except BtfError as exc:  # a malformed record met on the way
+        raise StateWatchUnavailable(f"cannot read the kernel's BTF: {exc}") from None
     try:
         return StateProgram(info)
     except BpfError as exc:
