@@ -347,6 +347,56 @@ def test_without_bpf_rights_the_watch_works_on_counters_and_events_and_says_why(
     assert "\n" not in limitation
 
 
+@pytest.fixture
+def fresh_loader():
+    """Forget a remembered refusal after a test that provokes one."""
+    yield
+    state_watch._refused = None
+
+
+def test_a_verifier_refusal_is_one_sentence_and_the_watch_goes_on(netns, monkeypatch, fresh_loader):
+    """The real verifier judges a program that reads a fourth argument the tracepoint does
+    not have; the watch says so and works on counters and events."""
+    real = state_watch.program
+
+    def broken(k, map_fd):
+        code = real(k, map_fd)
+        return code[:8] + struct.pack("<BBhi", 0x79, (1 << 4) | 7, 24, 0) + code[16:]  # r7 = ctx[3]
+
+    monkeypatch.setattr(state_watch, "program", broken)
+    watch = _watch(netns)
+    try:
+        assert not watch.watching_states and watch.subscribed
+        lim = watch.limitation or ""
+        assert lim.startswith("socket state changes not watched (the kernel refused sockscope's state-change program (")
+        assert "\n" not in lim
+        assert _our_state_links() == [] and state_watch._program is None
+        watch.take()
+        watch.mark_refreshed()
+        with netns_mod.entered(netns.name):
+            _burst(4600, 1, 0)
+        assert watch.changed()  # the counters still see the connection
+    finally:
+        watch.close()
+    # Remembered: the next watch does not ask the verifier again.
+    monkeypatch.setattr(state_watch, "program", real)
+    again = _watch(netns)
+    try:
+        assert not again.watching_states and again.limitation == lim
+    finally:
+        again.close()
+
+
+def test_a_kernel_without_the_tracepoint_says_so(netns, monkeypatch, fresh_loader):
+    monkeypatch.setattr(state_watch, "TRACEPOINT", "no_such_tracepoint")
+    watch = _watch(netns)
+    try:
+        assert not watch.watching_states
+        assert "this kernel has no tracepoint sock:no_such_tracepoint in its BTF" in (watch.limitation or "")
+    finally:
+        watch.close()
+
+
 def _wait(pred, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while not pred() and time.monotonic() < end:
@@ -382,7 +432,7 @@ def test_the_poller_refreshes_on_a_peer_close_long_before_the_safety_timer(pair)
                 fulls = len([f for f in frames if getattr(f, "full", False)])
                 peers[i].close()
                 assert clients[i].recv(1) == b""
-                _wait(lambda: len([f for f in frames if getattr(f, "full", False)]) > fulls, timeout=3.0)
+                _wait(lambda: len([f for f in frames if getattr(f, "full", False)]) > fulls, timeout=4.0)
                 newer = [f for f in frames if getattr(f, "full", False)][fulls:]
                 results[states] = (newer, frames[-1].limitation if frames else None)
             finally:
