@@ -10,9 +10,13 @@ Two cheap sources, both per network namespace (create a ChangeWatch inside it):
   ActiveOpens, PassiveOpens, CurrEstab, ...): one small read per tick. Any difference
   means something was created, destroyed, connected, or entered or left TIME-WAIT.
 
-What neither sees: a state change that moves no counter (ESTAB -> CLOSE-WAIT when the
-peer closes, FIN-WAIT-1 -> FIN-WAIT-2), queue and timer values, and options set later
-with setsockopt. The poller's safety timer catches those.
+- Where BPF is available (root, or CAP_BPF+CAP_PERFMON; kernel BTF): TCP state changes
+  counted per namespace in the kernel (bpf/state_watch.py, a program on the tracepoint
+  sock:inet_sock_set_state), one map read per tick. These see a state change that moves
+  no counter: ESTAB -> CLOSE-WAIT when the peer closes, FIN-WAIT-1 -> FIN-WAIT-2, ...
+
+What none of them sees: queue and timer values, and options set later with setsockopt
+(and, without BPF, the state changes above). The poller's safety timer catches those.
 
 Counting (`count_churn`) is exact for every socket that was a full socket: a socket
 created and destroyed between two dumps is never in a dump but its destroy event is.
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 
 from sockscope.model import TCP_STATES, SocketRecord
 
+from .bpf import state_watch
 from .inet_diag import INET_DIAG_MSG, _PORT
 from .netlink import NETLINK_SOCK_DIAG, NLMSGHDR, SOCK_DIAG_BY_FAMILY
 
@@ -218,32 +223,57 @@ class Counters:
         self._fds = []
 
 
+@dataclass(slots=True, frozen=True)
+class StateChanges:
+    """TCP state changes counted by the kernel between two takes: `total`, and per new
+    state by ss's names (a connection's end that goes to TIME-WAIT shows as its full
+    socket's change to UNCONN, TCP_CLOSE: the mini-socket is a separate object)."""
+
+    total: int
+    by_state: dict[str, int]
+
+
+STATES_UNSEEN = ("a change that moves no counter (a peer's close, ESTAB -> CLOSE-WAIT) shows at the next "
+                 "periodic full refresh")
+
+
 class ChangeWatch:
     """Tells the poller whether anything changed since the last refresh, and collects the
     destroy events in between. Create it in the namespace it watches (the Collector's);
-    `subscribe=False` leaves only the counters.
+    `subscribe=False` leaves out the destroy events, `states=False` the BPF state-change
+    counts (both fall back with a sentence in `limitation`).
 
     With `reader=True` a small daemon thread reads the events as they come, so a long
     dump (seconds at 100,000 sockets) cannot let the kernel's buffer overflow under a
     churn; otherwise call `drain()` often."""
 
-    def __init__(self, subscribe: bool = True, reader: bool = False) -> None:
+    def __init__(self, subscribe: bool = True, reader: bool = False, states: bool = True) -> None:
         self.counters = Counters()
         self.listener: DestroyListener | None = None
-        self.limitation: str | None = None
+        self._limits: dict[str, str] = {}  # what -> one sentence, joined into `limitation`
         if subscribe:
             try:
                 self.listener = DestroyListener()
             except OSError as exc:
-                self.limitation = (
+                self._limits["events"] = (
                     f"socket destroy events unavailable ({exc.strerror or exc}): sockets that open "
                     "and close between two refreshes are not counted"
                 )
         else:
-            self.limitation = "socket destroy events not subscribed: sockets that open and close between two refreshes are not counted"
+            self._limits["events"] = ("socket destroy events not subscribed: sockets that open and close between two "
+                                      "refreshes are not counted")
+        self.states: state_watch.StateCounts | None = None
+        if states:
+            try:
+                self.states = state_watch.acquire(os.stat("/proc/thread-self/ns/net").st_ino)
+            except (state_watch.StateWatchUnavailable, OSError) as exc:
+                self._limits["states"] = f"socket state changes not watched ({exc}): {STATES_UNSEEN}"
+        else:
+            self._limits["states"] = f"socket state changes not watched (not asked for): {STATES_UNSEEN}"
+        self._state_mark = self._read_states()  # the state counters at the last take
         self.events: list[DestroyEvent] = []
         self._lock = threading.Lock()
-        self._last = self.counters.read()
+        self._last = self._read()
         self._dirty = True  # the first refresh always runs
         self.received = 0  # destroy events read so far
         self._taken = 0  # `received` at the last take()
@@ -257,6 +287,32 @@ class ChangeWatch:
     @property
     def subscribed(self) -> bool:
         return self.listener is not None
+
+    @property
+    def watching_states(self) -> bool:
+        return self.states is not None
+
+    @property
+    def limitation(self) -> str | None:
+        return "; ".join(self._limits.values()) or None
+
+    def _read_states(self) -> tuple[int, ...] | None:
+        if self.states is None:
+            return None
+        try:
+            return self.states.read()
+        except (state_watch.StateWatchUnavailable, OSError) as exc:
+            # Not expected while our handle holds the entry; degrade, never fail a tick.
+            self.states.close()
+            self.states = None
+            self._limits["states"] = f"socket state changes no longer watched ({exc}): {STATES_UNSEEN}"
+            return None
+
+    def _read(self) -> tuple[int, ...]:
+        """The counters, and the namespace's count of TCP state changes when watched."""
+        now = self.counters.read()
+        states = self._read_states()
+        return now + states[:1] if states is not None else now
 
     @property
     def threaded(self) -> bool:
@@ -294,9 +350,10 @@ class ChangeWatch:
         return self._drain_now()
 
     def changed(self) -> bool:
-        """Whether something changed since `mark_refreshed()`: a destroy event, or a counter."""
+        """Whether something changed since `mark_refreshed()`: a destroy event, a counter,
+        or (with BPF) a TCP state change."""
         self.drain()
-        now = self.counters.read()
+        now = self._read()
         with self._lock:
             if now != self._last:
                 self._last = now
@@ -306,7 +363,7 @@ class ChangeWatch:
     def begin(self) -> tuple[tuple[int, ...], int]:
         """Call before a full dump; pass the result to `mark_refreshed` after it."""
         self.drain()
-        now = self.counters.read()
+        now = self._read()
         with self._lock:
             return now, self.received
 
@@ -320,6 +377,16 @@ class ChangeWatch:
         if self.listener is not None:
             lost, self.listener.lost = self.listener.lost, False
         return events, lost
+
+    def take_state_changes(self) -> StateChanges | None:
+        """The TCP state changes since the last call (or since the watch was made); None
+        when they are not watched."""
+        now = self._read_states()
+        if now is None or self._state_mark is None:
+            return None
+        delta = state_watch.difference(now, self._state_mark)
+        self._state_mark = now
+        return StateChanges(delta[0], state_watch.named(delta))
 
     def mark_refreshed(self, token: tuple[tuple[int, ...], int] | None = None, stale: bool = False) -> None:
         """A full dump that began at `token` (from `begin()`) ended, and its events were
@@ -341,6 +408,9 @@ class ChangeWatch:
             self._thread = None
         if self.listener is not None:
             self.listener.close()
+        if self.states is not None:
+            self.states.close()
+            self.states = None
         self.counters.close()
 
 
@@ -360,6 +430,7 @@ class Churn:
     ephemeral_created: int = 0  # created sockets whose local port is in ip_local_port_range
     exact: bool = True
     seconds: float = 0.0  # time between the two refreshes
+    states: StateChanges | None = None  # TCP state changes in between (BPF), None: not watched
 
     def _add(self, proto: str, port: int, state: str, i: int) -> None:
         slot = self.by_port.get((proto, port))

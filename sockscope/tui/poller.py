@@ -1,10 +1,11 @@
 """The collection loop: runs in one background thread that alone owns the Collector.
 
 Change-driven: each tick first asks the source's ChangeWatch (collectors/events.py)
-whether anything changed: destroy events from sock_diag's multicast groups and the
-namespace's socket counters, one small read. An unchanged host gets no dump at all,
-only a full one every SAFETY_PERIOD seconds for what the watch cannot see (a peer's
-FIN, queues, timers, setsockopt).
+whether anything changed: destroy events from sock_diag's multicast groups, the
+namespace's socket counters (one small read) and, where BPF is available, the kernel's
+count of TCP state changes (one map read). An unchanged host gets no dump at all, only
+a full one every SAFETY_PERIOD seconds for what the watch cannot see (queues, timers,
+setsockopt; without BPF also a peer's FIN).
 
 When something changed, polling is adaptive. A dump of LISTEN and UNCONN sockets is
 nearly free, but any other state makes the kernel walk the established hash (≥ 7 ms
@@ -122,8 +123,9 @@ class PollStats:
 class Source(Protocol):
     """Where snapshots come from: the Collector, or a fixed snapshot in tests. A source
     may also have `watch() -> ChangeWatch | None` (an object with ChangeWatch's
-    changed/begin/take/mark_refreshed/drain, subscribed, threaded and limitation, e.g.
-    one that combines the watches of several namespaces); without one, every tick dumps."""
+    changed/begin/take/mark_refreshed/drain, subscribed, threaded and limitation, and
+    optionally take_state_changes, e.g. one that combines the watches of several
+    namespaces); without one, every tick dumps."""
 
     def snapshot(self, states: frozenset[str] | None) -> Snapshot: ...
 
@@ -133,7 +135,10 @@ class Source(Protocol):
 class CollectorSource:
     """The real thing. Made in the collector thread; never used from another."""
 
-    def __init__(self, netns: str | None, method: str, all_netns: bool = False, events: bool = True) -> None:
+    def __init__(self, netns: str | None, method: str, all_netns: bool = False, events: bool = True,
+                 states: bool = True) -> None:
+        """`events`: subscribe to destroy events; `states`: count TCP state changes with
+        BPF where possible (both fall back with a sentence in the frame's limitation)."""
         from sockscope.collectors import netns as netns_mod
         from sockscope.collectors.multi import MultiCollector
         from sockscope.collectors.snapshotter import Collector
@@ -149,7 +154,7 @@ class CollectorSource:
             return
         try:
             with netns_mod.entered(netns):  # the watch's sockets and files belong to it
-                self._watch = ChangeWatch(subscribe=events, reader=True)
+                self._watch = ChangeWatch(subscribe=events, reader=True, states=states)
         except OSError:
             self._watch = None  # no counters to read: dump every tick, as before
 
@@ -322,8 +327,11 @@ class Poller:
                                 full_every = started - last_full_start
                             last_full_start = started
                             new_seen = seen_of(snap.sockets)
+                            states = None
                             if watch is not None:
                                 events, lost = watch.take()
+                                take_states = getattr(watch, "take_state_changes", None)
+                                states = take_states() if callable(take_states) else None
                                 stale = any((e.proto, e.cookie) in new_seen for e in events)
                                 watch.mark_refreshed(token, stale=stale)
                                 exact = watch.subscribed and not lost
@@ -332,6 +340,7 @@ class Poller:
                             if seen is not None:
                                 churn = count_churn(seen, new_seen, events, snap.facts.ip_local_port_range, exact)
                                 churn.seconds = full_every
+                                churn.states = states
                             seen = new_seen
                         else:
                             snap = source.snapshot(LISTEN_STATES)
@@ -424,4 +433,9 @@ def churn_text(c: Churn) -> str:
         # Without destroy events (or after the kernel dropped some), sockets born and gone
         # between the two dumps are missed: the figures are lower bounds.
         text = "at least " + text
+    if c.states is not None and c.states.total:
+        # The kernel's count of TCP state changes (BPF, exact): the two commonest new states.
+        top = sorted(c.states.by_state.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+        n = c.states.total
+        text += f", {n:,} state change{'s' if n != 1 else ''} (to " + ", ".join(f"{k} {v:,}" for k, v in top) + ")"
     return text

@@ -33,3 +33,16 @@ def test_dumps_and_events_count_each_socket_once():
 def test_without_events_the_figures_are_lower_bounds():
     c = count_churn({("tcp", 1): (80, 0, "LISTEN")}, {}, [], EPH, exact=False)
     assert churn_text(c) == "at least +0 / -1 since last refresh"
+
+
+def test_state_changes_follow_the_churn_with_the_two_commonest_states():
+    from sockscope.collectors.events import StateChanges
+
+    c = count_churn({}, {}, [], EPH, exact=True)
+    c.states = StateChanges(7, {"ESTAB": 2, "CLOSE-WAIT": 1, "UNCONN": 2, "SYN-SENT": 1, "FIN-WAIT-1": 1})
+    assert churn_text(c) == "+0 / -0 since last refresh, 7 state changes (to ESTAB 2, UNCONN 2)"
+    c.states = StateChanges(1, {"CLOSE-WAIT": 1})
+    c.exact = False
+    assert churn_text(c) == "at least +0 / -0 since last refresh, 1 state change (to CLOSE-WAIT 1)"
+    c.states = StateChanges(0, {})
+    assert churn_text(c) == "at least +0 / -0 since last refresh"

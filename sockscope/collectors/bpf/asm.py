@@ -1,8 +1,8 @@
 """A small eBPF assembler: instructions as bytes, with labels for forward jumps.
 
-Just what sockscope's iterator programs need (loads, stores, moves, conditional jumps,
-helper calls). Encoding per include/uapi/linux/bpf.h and Documentation/bpf/standardization:
-8 bytes per instruction: opcode, dst:4|src:4, signed 16-bit offset, signed 32-bit immediate.
+Just what sockscope's programs need (loads, stores, moves, conditional jumps, helper
+calls, map references, atomic adds). Encoding per include/uapi/linux/bpf.h and
+Documentation/bpf/standardization: 8 bytes per instruction: opcode, dst:4|src:4, signed 16-bit offset, signed 32-bit immediate.
 Reusable by any program generator (e.g. a tracepoint program).
 """
 
@@ -15,7 +15,8 @@ LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
 # sizes
 W, H, B, DW = 0x00, 0x08, 0x10, 0x18
 SIZE_OF = {1: B, 2: H, 4: W, 8: DW}
-MEM = 0x60
+IMM, MEM, ATOMIC = 0x00, 0x60, 0xC0
+PSEUDO_MAP_FD = 1  # src_reg of a 64-bit immediate load: the immediate is a map's fd
 # ALU ops
 ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, NEG, MOD, XOR, MOV, ARSH = (
     0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0)
@@ -65,6 +66,15 @@ class Asm:
     def alu_imm(self, op: int, dst: int, imm: int) -> Asm:
         return self._emit(ALU64 | op | K, dst, 0, 0, imm)
 
+    def alu(self, op: int, dst: int, src: int) -> Asm:
+        return self._emit(ALU64 | op | X, dst, src)
+
+    def ld_map_fd(self, dst: int, map_fd: int) -> Asm:
+        """dst = the map behind `map_fd` (a 64-bit immediate load: two instruction slots;
+        the kernel replaces the fd by the map's address when it loads the program)."""
+        self._emit(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, map_fd)
+        return self._emit(0, 0, 0, 0, 0)
+
     # memory
     def ldx(self, size: int, dst: int, src: int, off: int) -> Asm:
         """dst = *(size *)(src + off); size in bytes."""
@@ -73,6 +83,12 @@ class Asm:
     def stx(self, size: int, dst: int, off: int, src: int) -> Asm:
         """*(size *)(dst + off) = src."""
         return self._emit(STX | MEM | SIZE_OF[size], dst, src, off)
+
+    def atomic_add(self, size: int, dst: int, off: int, src: int) -> Asm:
+        """*(size *)(dst + off) += src, atomically (BPF_ATOMIC with BPF_ADD; 4 or 8 bytes)."""
+        if size not in (4, 8):
+            raise AsmError("atomic add is 4 or 8 bytes wide")
+        return self._emit(STX | ATOMIC | SIZE_OF[size], dst, src, off, ADD)
 
     def st_imm(self, size: int, dst: int, off: int, imm: int) -> Asm:
         return self._emit(ST | MEM | SIZE_OF[size], dst, 0, off, imm)

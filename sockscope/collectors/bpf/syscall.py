@@ -99,6 +99,57 @@ class Bpf:
         ctypes_pack(attr, 0, "<II", link_fd, 0)
         return bpf(self._cmd("BPF_ITER_CREATE"), attr, "creating BPF iterator")
 
+    def raw_tracepoint_open(self, prog_fd: int) -> int:
+        """Attach a BTF-typed tracepoint program (tp_btf: its attach_btf_id names the
+        tracepoint, so the name is NULL); returns the link fd, whose close detaches it."""
+        attr = bytearray(24)
+        ctypes_pack(attr, 0, "<QII", 0, prog_fd, 0)
+        return bpf(self._cmd("BPF_RAW_TRACEPOINT_OPEN"), attr, "attaching BPF tracepoint program")
+
+    def map_create(self, map_type: int, key_size: int, value_size: int, max_entries: int, name: str = "") -> int:
+        attr = bytearray(72)
+        ctypes_pack(attr, 0, "<IIIII", map_type, key_size, value_size, max_entries, 0)
+        ctypes_pack(attr, 28, "16s", name.encode()[:15])
+        return bpf(self._cmd("BPF_MAP_CREATE"), attr, f"creating BPF map {name}")
+
+    def _map_elem(self, cmd: str, map_fd: int, key: ctypes.Array, value: ctypes.Array | None, flags: int) -> int:
+        attr = bytearray(32)
+        ctypes_pack(attr, 0, "<IIQQQ", map_fd, 0, _addr(key), _addr(value) if value is not None else 0, flags)
+        return bpf(self._cmd(cmd), attr, f"{cmd} on a BPF map")
+
+    def map_update(self, map_fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+        """flags: 0 = BPF_ANY, 1 = BPF_NOEXIST, 2 = BPF_EXIST."""
+        self._map_elem("BPF_MAP_UPDATE_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)),
+                       ctypes.create_string_buffer(value, len(value)), flags)
+
+    def map_lookup(self, map_fd: int, key: bytes, value_size: int) -> bytes | None:
+        """The value under `key`, or None when there is none (ENOENT)."""
+        out = ctypes.create_string_buffer(value_size)
+        try:
+            self._map_elem("BPF_MAP_LOOKUP_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)), out, 0)
+        except BpfError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        return out.raw
+
+    def map_delete(self, map_fd: int, key: bytes) -> bool:
+        """False when there was no such key."""
+        try:
+            self._map_elem("BPF_MAP_DELETE_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)), None, 0)
+        except BpfError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def fd_by_id(self, kind: str, obj_id: int) -> int:
+        """A new fd for the program, map or link with this id (kind "PROG", "MAP", "LINK");
+        BpfError ENOENT when the kernel has freed it."""
+        attr = bytearray(12)
+        ctypes_pack(attr, 0, "<III", obj_id, 0, 0)
+        return bpf(self._cmd(f"BPF_{kind}_GET_FD_BY_ID"), attr, f"getting BPF {kind.lower()} {obj_id}")
+
     def obj_pin(self, fd: int, path: str) -> None:
         p = ctypes.create_string_buffer(os.fsencode(path))
         attr = bytearray(24)
