@@ -109,6 +109,7 @@ ADDR_CACHE_SLACK = 4096
 # Whole buffers kept beyond twice those of the last complete refresh: partial refreshes
 # (listening sockets only) whose queues change add a buffer each time (up to 32 KiB).
 BUFFER_SLACK = 64
+BUFFER_KEY_BYTES = 48  # of each end of a buffer, with its length: the key it is kept under
 
 
 class Decoder:
@@ -145,9 +146,9 @@ class Decoder:
         self._messages: dict[str, dict[bytes, SocketRecord]] = {}
         # This refresh, per protocol: the records delivered (for the bound in finish()).
         self._delivered: dict[str, list[list[SocketRecord]]] = {}
-        # Whole receive buffers -> their records.
-        self._previous_buffers: dict[bytes, list[SocketRecord]] = {}
-        self._current_buffers: dict[bytes, list[SocketRecord]] = {}
+        # Whole receive buffers, by (length, head, tail) -> (the bytes, their records).
+        self._previous_buffers: dict[tuple[int, bytes, bytes], tuple[bytes, list[SocketRecord]]] = {}
+        self._current_buffers: dict[tuple[int, bytes, bytes], tuple[bytes, list[SocketRecord]]] = {}
         self._complete_buffers = 0  # buffers kept by the last complete refresh
         self._live: dict[str, int] = {}  # records of each protocol in the last complete refresh
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
@@ -283,7 +284,11 @@ class Decoder:
 
         def consume(data: bytes, st: DumpState) -> None:
             order = len(out)
-            recs = previous_buffers.get(data)
+            # Buffers are kept under a short key (hashing 100 bytes instead of 32 KiB), and
+            # compared whole on a hit.
+            bkey = (len(data), data[:BUFFER_KEY_BYTES], data[-BUFFER_KEY_BYTES:])
+            entry = previous_buffers.get(bkey)
+            recs = entry[1] if entry is not None and entry[0] == data else None
             if recs is not None and (not recs or recs[0].proto == rproto):
                 # The same bytes as a buffer of the last refresh: the same sockets, in the
                 # same states, queues and timers. Only buffers of socket messages alone
@@ -293,7 +298,7 @@ class Decoder:
                         r.order = i
                 out.extend(recs)
                 delivered.append(recs)
-                current_buffers[data] = recs
+                current_buffers[bkey] = (data, recs)
                 return
             end = len(data)
             slice_of = cast("Callable[[slice], bytes]", data.__getitem__)
@@ -338,7 +343,7 @@ class Decoder:
                             r.order = i
                     out.extend(recs)
                     delivered.append(recs)
-                    current_buffers[data] = recs
+                    current_buffers[bkey] = (data, recs)
                     return
             consume_each(data, st, order)
 

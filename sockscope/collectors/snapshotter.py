@@ -222,7 +222,8 @@ class Collector:
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
                 self.last_kernel = (
-                    self._kernel.read(protos, None if fresh else records, complete=states is None)
+                    self._kernel.read(protos, None if fresh else records, complete=states is None,
+                                      segments=self._sockdiag.decoder.segments if self._sockdiag is not None else None)
                     if self._kernel is not None and self.kind == "sockdiag" else None
                 )
         except FileNotFoundError as exc:

@@ -54,6 +54,9 @@ class KernelOptions:
         self.same_read = False  # the last read() returned the previous read again
         self.same_records = False  # ... for the very same record objects
         self._records: Sequence[SocketRecord] | None = None  # the records of the last read
+        # The decoder's record lists found consistent with _states (id -> the list, held so
+        # that no id is reused while it is here).
+        self._consistent: dict[int, list[SocketRecord]] = {}
         self.pending: list[SocketRecord] = []  # what apply() left for pidfd_getfd last time
         self.applied_complete = False  # ... and whether it was given every socket
 
@@ -62,7 +65,8 @@ class KernelOptions:
         return self._its
 
     def read(self, protos: Iterable[str], records: Sequence[SocketRecord] | None = None,
-             now: float | None = None, complete: bool = True) -> dict[str, Table]:
+             now: float | None = None, complete: bool = True,
+             segments: Sequence[list[SocketRecord]] | None = None) -> dict[str, Table]:
         """Every socket of `protos` the iterators see, by cookie. Call with the thread in
         the Collector's network namespace: the iterator reads the caller's.
 
@@ -93,7 +97,7 @@ class KernelOptions:
             # the same cookies in the same states.
             if self._same_objects(records):
                 self.same_records = True
-            elif not self._unchanged(records):
+            elif not self._unchanged(records, segments):
                 last = None
             if last is not None:
                 self.reused += 1
@@ -112,8 +116,10 @@ class KernelOptions:
             self._last_at = now
             if complete:
                 self._states = {r.cookie: r.state for r in records}
+                self._consistent = {id(seg): seg for seg in segments or ()}
             else:
                 self._states.update((r.cookie, r.state) for r in records)
+                self._consistent = {}
             self._records = records
         else:
             self._last = None
@@ -126,12 +132,25 @@ class KernelOptions:
         last = self._records
         return last is not None and len(last) == len(records) and all(map(operator.is_, last, records))
 
-    def _unchanged(self, records: Sequence[SocketRecord]) -> bool:
+    def _unchanged(self, records: Sequence[SocketRecord], segments: Sequence[list[SocketRecord]] | None) -> bool:
+        """Every record's cookie is in `_states` with its state. Given the decoder's lists
+        (`segments`), those already found consistent (the same list objects) are not
+        visited again: their records are the same objects with the same states."""
         # Socket cookies are unique across protocols (one counter for every socket).
         get = self._states.get
-        for r in records:
-            if get(r.cookie) != r.state:
-                return False
+        if segments is None:
+            for r in records:
+                if get(r.cookie) != r.state:
+                    return False
+            return True
+        known = self._consistent
+        for seg in segments:
+            if known.get(id(seg)) is seg:
+                continue
+            for r in seg:
+                if get(r.cookie) != r.state:
+                    return False
+        self._consistent = {id(seg): seg for seg in segments}
         return True
 
     def note(self) -> str | None:
@@ -144,6 +163,7 @@ class KernelOptions:
     def close(self) -> None:
         self._last = None
         self._states = {}
+        self._consistent = {}
         self._records = None
         if self._its is not None:
             self._its.close()
