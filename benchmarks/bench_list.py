@@ -1,8 +1,14 @@
 """Collection benchmark at ~100,000 TCP sockets: sockscope against ss and psutil, in one run.
 
 Every command runs in the fixture's namespace through the same wrapper
-(`ip netns exec NAME ...`), alternating round by round so that the machine's noise
-hits all of them alike. Prints medians, minimums, ratios to ss, and peak memory.
+(`nsenter --net=/run/netns/NAME ...`), alternating round by round so that the machine's
+noise hits all of them alike. Prints medians, minimums, ratios to ss, and peak memory.
+
+Not `ip netns exec`: it also enters a new mount namespace with /sys remounted and no
+cgroup2 mount, where `ss -e` fails to resolve each socket's cgroup and prints "Failed to
+find cgroup2 mount" once per socket, which made `ss -tanpe` 2-3 times slower than on the
+host (5.3 s against 1.8-3.0 s at 100,000 sockets). Figures taken that way before
+2026-11-26 flattered every ratio to `ss -tanpe`.
 
     sudo .venv/bin/python benchmarks/bench_list.py [--sockets 100000] [--rounds 5]
 """
@@ -51,7 +57,7 @@ def run_timed(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def in_ns(ns: str, *cmd: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *cmd]
+    return ["nsenter", f"--net=/run/netns/{ns}", *cmd]
 
 
 def main() -> int:

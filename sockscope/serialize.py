@@ -24,11 +24,14 @@ def _owners(owners: list[Owner], tails: dict[tuple[str, str | None], str]) -> st
         key = (o.process, o.user)
         tail = tails.get(key)
         if tail is None:
-            tail = tails[key] = (
-                f'"process":{_dumps(o.process)},"user":{"null" if o.user is None else _dumps(o.user)}}}'
-            )
+            tail = tails[key] = _owner_tail(o)
         parts.append(f'{{"pid":{o.pid},"fd":{o.fd},{tail}')
     return "[" + ",".join(parts) + "]"
+
+
+def _owner_tail(o: Owner) -> str:
+    """An owner's JSON after its pid and fd: the same for every socket of one process."""
+    return f'"process":{_dumps(o.process)},"user":{"null" if o.user is None else _dumps(o.user)}}}'
 
 
 def records_to_json(records: Iterable[SocketRecord]) -> str:
@@ -43,16 +46,22 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
         # backslashes; process names and devices may hold anything, so they are escaped.
         owners = r.owners
         if owners:
-            if len(owners) == 1:
+            if len(owners) == 1:  # the common case, inline
                 first = owners[0]
+                key = (first.process, first.user)
+                tail = owner_tails.get(key)
+                if tail is None:
+                    tail = owner_tails[key] = _owner_tail(first)
+                owners_s = f'[{{"pid":{first.pid},"fd":{first.fd},{tail}]'
             else:
                 pid = min(o.pid for o in owners)
                 first = next(o for o in owners if o.pid == pid)
+                owners_s = _owners(owners, owner_tails)
             proc = first.process
             p = esc.get(proc)
             if p is None:
                 p = esc[proc] = _dumps(proc)
-            pid_s, proc_s, owners_s = str(first.pid), p, _owners(owners, owner_tails)
+            pid_s, proc_s = str(first.pid), p
         else:
             pid_s, proc_s, owners_s = "null", "null", "[]"
         dev = r.device

@@ -300,6 +300,10 @@ class Decoder:
                 delivered.append(recs)
                 current_buffers[bkey] = (data, recs)
                 return
+            if not messages:
+                # The first refresh: nothing to look up, every message is decoded.
+                consume_each(data, st, order, bkey)
+                return
             end = len(data)
             slice_of = cast("Callable[[slice], bytes]", data.__getitem__)
             # A buffer of socket messages alone (every one but a dump's last): split it,
@@ -345,13 +349,15 @@ class Decoder:
                     delivered.append(recs)
                     current_buffers[bkey] = (data, recs)
                     return
-            consume_each(data, st, order)
+            consume_each(data, st, order, bkey)
 
-        def consume_each(data: bytes, st: DumpState, order: int) -> None:
-            """Message by message: a buffer that ends the dump, or holds an error."""
+        def consume_each(data: bytes, st: DumpState, order: int, bkey: tuple[int, bytes, bytes]) -> None:
+            """Message by message: the first refresh, or a buffer that ends the dump or
+            holds an error."""
             end = len(data)
             off = 0
             buf_start = order
+            plain = True  # socket messages alone: the buffer may be reused whole
             while off < end:
                 if end - off < hdr_size:
                     raise ValueError(f"truncated netlink header: {end - off} bytes at offset {off}")
@@ -360,26 +366,36 @@ class Decoder:
                     raise ValueError(f"bad netlink message length {length} at offset {off} (buffer {end})")
                 if flags & NLM_F_DUMP_INTR:
                     st.interrupted = True
+                    plain = False
                 if mtype == SOCK_DIAG_BY_FAMILY:
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
-                    rec = lookup(data[off + hdr_size : off + length])
+                    rec = lookup(data[off + hdr_size : off + length]) if messages else None
                     if rec is None:
                         rec = decode(data, off, length, order)
                     if rec is not None:
                         rec.order = order
                         order += 1
                         append(rec)
+                    else:
+                        plain = False
                 elif mtype == NLMSG_DONE:
                     st.done = True
+                    plain = False
                     break
                 elif mtype == NLMSG_ERROR:
+                    plain = False
                     if length < hdr_size + 4:
                         raise ValueError("truncated NLMSG_ERROR")
                     (err,) = struct.unpack_from("=i", data, off + hdr_size)
                     if err:
                         raise NetlinkError(-err, f"sock_diag dump failed: {os.strerror(-err)}")
+                else:
+                    plain = False
                 off += (length + 3) & ~3
-            delivered.append(out[buf_start:])
+            recs = out[buf_start:]
+            delivered.append(recs)
+            if plain:
+                current_buffers[bkey] = (data, recs)
 
         return consume
