@@ -248,16 +248,17 @@ class Collector:
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
                 fresh: bool = False, segments: list[list[SocketRecord]] | None = None) -> str | None:
-        pending, covered, note = self.apply_kernel(records, facts, complete)
+        pending, covered, note = self.apply_kernel(records, facts, complete, segments)
         return enrich(records, self._owners, self._options, self.kind, complete,
                       option_records=pending, kernel_covered=covered, kernel_note=note, fresh=fresh,
                       segments=segments, memo=self._owner_memo)
 
-    def apply_kernel(self, records: list[SocketRecord], facts: HostFacts,
-                     complete: bool = False) -> tuple[list[SocketRecord], bool, str | None]:
+    def apply_kernel(self, records: list[SocketRecord], facts: HostFacts, complete: bool = False,
+                     segments: list[list[SocketRecord]] | None = None) -> tuple[list[SocketRecord], bool, str | None]:
         """Options the BPF iterators of the last collect_raw() read, set on `records` (source
         "kernel"): (the records left for pidfd_getfd, whether both protocols were covered,
-        one line on what BPF could not do). `complete`: `records` is the whole dump."""
+        one line on what BPF could not do). `complete`: `records` is the whole dump.
+        `segments`: the decoder's lists `records` is made of (see kernel_options.apply)."""
         ko = self._kernel
         if ko is None or self.kind != "sockdiag":
             return records, False, None
@@ -267,7 +268,8 @@ class Collector:
             if ko.same_records and complete and ko.applied_complete:
                 pending = ko.pending  # nothing changed: every record carries its values
             else:
-                pending = ko.pending = kernel_options.apply(records, kernel, facts, same_read=ko.same_read)
+                pending = ko.pending = kernel_options.apply(records, kernel, facts, same_read=ko.same_read,
+                                                            segments=segments, memo=ko.apply_memo)
                 ko.applied_complete = complete
         return pending, bool(kernel) and len(kernel or {}) >= 2, ko.note()
 

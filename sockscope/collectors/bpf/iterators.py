@@ -19,6 +19,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import cast
 
 from sockscope.model import BindBucket
 
@@ -88,14 +89,42 @@ assert _TCP_NAMES[:TAIL] == ["cookie", "uid", "bound_dev_if", "num", "family", "
 assert UDP_LAYOUT.names() == _UDP_NAMES
 
 
+_serial = 0  # reads made in this process (Table.serial)
+_first = itemgetter(0)
+_tail_of = itemgetter(TAIL)
+_CHUNKS: dict[int, struct.Struct] = {}
+
+
+def _chunk_struct(size: int) -> struct.Struct:
+    st = _CHUNKS.get(size)
+    if st is None:
+        st = _CHUNKS[size] = struct.Struct(f"{size}s")
+    return st
+
+
 class Table:
     """One iterator read: rows by cookie, decoded lazily (100,000 rows per refresh: the
     collector touches each once, through the methods below)."""
 
-    def __init__(self, proto: str, data: bytes, k: KernelInfo) -> None:
+    proto: str
+    serial: int
+    base_serial: int | None
+    chain_pos: dict[int, int]
+    _buckets: dict[bytes, BindBucket | None]
+
+    def __init__(self, proto: str, data: bytes, k: KernelInfo, previous: Table | None = None) -> None:
+        """`previous`: the last read of the same iterator in the same namespace. Rows whose
+        bytes are unchanged are taken from it (not decoded again), and `changed` holds the
+        cookies whose row is new or different (None without `previous`)."""
         layout = TCP_LAYOUT if proto == "tcp" else UDP_LAYOUT
         if len(data) % layout.size:
             raise BpfUnavailable(f"the {proto} iterator returned a truncated record")
+        if previous is not None and previous.proto != proto:
+            previous = None
+        global _serial
+        _serial += 1
+        self.serial = _serial  # identifies this read
+        self.base_serial = previous.serial if previous is not None else None  # `changed` is relative to it
         self.proto = proto
         ra, rp, v6 = k.bits["skc_reuse"], k.bits["skc_reuseport"], k.bits["skc_ipv6only"]
         # byte value -> flag, for each of the three flag bytes
@@ -106,18 +135,42 @@ class Table:
         self._all: list[BindBucket] | None = None
         self.by_port: dict[int, list[BindBucket]] | None = None  # kernel_options' cache
         self.chain_pos: dict[int, int] = {}
+        fmt = struct.Struct(_TCP_FMT if proto == "tcp" else UDP_LAYOUT.fmt)
+        # Each record's bytes, split in C; a row already decoded from the same bytes is
+        # reused (the same tuple), so a refresh where a few sockets changed decodes a few.
+        chunks: list[bytes] = list(map(_first, _chunk_struct(layout.size).iter_unpack(data)))
+        known = previous._by_bytes if previous is not None else {}
+        found: list[tuple | None] = list(map(known.get, chunks))
+        fresh: list[tuple] = []
+        if None in found:
+            unpack = fmt.unpack
+            for i, row in enumerate(found):
+                if row is None:
+                    found[i] = row = unpack(chunks[i])
+                    fresh.append(row)
+        rows = cast("list[tuple]", found)
+        self._by_bytes: dict[bytes, tuple] = dict(zip(chunks, rows))
+        self.rows = dict(zip(map(_first, rows), rows))
+        self.changed: set[int] | None = set(map(_first, fresh)) if previous is not None else None
         if proto == "tcp":
-            self.rows = {t[0]: t for t in struct.iter_unpack(_TCP_FMT, data)}
+            if previous is not None:
+                # Bucket objects of states still present are kept (records compare them
+                # by identity); those of states gone are dropped.
+                tails = set(map(_tail_of, rows))
+                self._buckets = {t: b for t, b in previous._buckets.items() if t in tails}
         else:
-            self.rows = {}
             prev = None
             pos = 0
-            for t in struct.iter_unpack(UDP_LAYOUT.fmt, data):
+            for t in rows:
                 bucket = t[UDP_BUCKET]
                 pos = pos + 1 if bucket == prev else 0
                 prev = bucket
-                self.rows[t[0]] = t
                 self.chain_pos[t[0]] = pos
+            if previous is not None and self.changed is not None:
+                # A socket's place in its chain moves when another binds to its slot, with
+                # its own row unchanged: that is a change too.
+                before = previous.chain_pos
+                self.changed.update(c for c, p in self.chain_pos.items() if before.get(c) != p)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -265,9 +318,10 @@ class SocketIterators:
         finally:
             os.close(fd)
 
-    def read(self, proto: str) -> Table:
-        """Every socket of `proto` in the caller's namespace, by cookie."""
-        return Table(proto, self.read_raw(proto), self.kernel)
+    def read(self, proto: str, previous: Table | None = None) -> Table:
+        """Every socket of `proto` in the caller's namespace, by cookie; `previous` (the
+        last read of the same namespace) lets unchanged rows be reused, see Table."""
+        return Table(proto, self.read_raw(proto), self.kernel, previous)
 
     def read_flags(self, proto: str) -> list[KernelFlags]:
         table = self.read(proto)

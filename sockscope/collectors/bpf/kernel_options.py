@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from sockscope.model import BindBucket, HostFacts, SocketRecord
 
@@ -57,6 +58,10 @@ class KernelOptions:
         # The decoder's record lists found consistent with _states (id -> the list, held so
         # that no id is reused while it is here).
         self._consistent: dict[int, list[SocketRecord]] = {}
+        # The last read of each iterator (any refresh): the next read reuses its unchanged
+        # rows. Bounded: one table per protocol.
+        self._tables: dict[str, Table] = {}
+        self.apply_memo = ApplyMemo()
         self.pending: list[SocketRecord] = []  # what apply() left for pidfd_getfd last time
         self.applied_complete = False  # ... and whether it was given every socket
 
@@ -108,14 +113,14 @@ class KernelOptions:
         for proto in protos:
             if its.covers(proto):
                 try:
-                    out[proto] = its.read(proto)
+                    out[proto] = self._tables[proto] = its.read(proto, self._tables.get(proto))
                 except (OSError, BpfUnavailable) as exc:
                     self.last_error = f"the BPF {proto} iterator failed ({getattr(exc, 'strerror', None) or exc}); its options come from pidfd_getfd"
         if records is not None and not self.last_error:
             self._last = out
             self._last_at = now
             if complete:
-                self._states = {r.cookie: r.state for r in records}
+                self._states = dict(zip(map(_cookie_of, records), map(_state_of, records)))
                 self._consistent = {id(seg): seg for seg in segments or ()}
             else:
                 self._states.update((r.cookie, r.state) for r in records)
@@ -164,14 +169,89 @@ class KernelOptions:
         self._last = None
         self._states = {}
         self._consistent = {}
+        self._tables = {}
+        self.apply_memo.reset()
         self._records = None
         if self._its is not None:
             self._its.close()
             self._its = None
 
 
+_cookie_of = attrgetter("cookie")
+_state_of = attrgetter("state")
+
+
+class ApplyMemo:
+    """What apply() did at its last call with the decoder's record lists: per list (by
+    identity) its records left for pidfd_getfd and its cookies, valid against the tables
+    whose serials are kept. A list given again, none of whose cookies has a row that
+    changed since (Table.changed), already carries the right values."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[list[SocketRecord], list[SocketRecord], frozenset[int]]] = {}
+        self.serials: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.entries = {}
+        self.serials = {}
+
+    def changed_since(self, kernel: dict[str, Table]) -> set[int] | None:
+        """Cookies whose rows changed since the tables of the last call; None when the
+        entries cannot be trusted (another protocol set, a read not made from those)."""
+        if not self.serials or set(self.serials) != set(kernel):
+            return None
+        changed: set[int] = set()
+        for proto, table in kernel.items():
+            serial = self.serials[proto]
+            if table.serial == serial:
+                continue
+            if table.base_serial != serial or table.changed is None:
+                return None
+            changed |= table.changed
+        return changed
+
+
 def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts,
-          same_read: bool = False) -> list[SocketRecord]:
+          same_read: bool = False, segments: Sequence[list[SocketRecord]] | None = None,
+          memo: ApplyMemo | None = None) -> list[SocketRecord]:
+    """Set the options of `records` found by the iterators (source "kernel"); return the
+    records left for pidfd_getfd (see _apply_all). With the decoder's lists that make up
+    `records` (`segments`) and a `memo` kept by the caller, a list applied at the last call
+    whose sockets' rows did not change is not visited again: on a busy host a new read
+    finds a few hundred changed rows among 100,000."""
+    if segments is None or memo is None:
+        if memo is not None:
+            memo.reset()
+        return _apply_all(records, kernel, facts, same_read)
+    changed = memo.changed_since(kernel)
+    entries = memo.entries if changed is not None else {}
+    now: dict[int, tuple[list[SocketRecord], list[SocketRecord], frozenset[int]]] = {}
+    pending: list[SocketRecord] = []
+    requests: list[SocketRecord] = []
+    for seg in segments:
+        entry = entries.get(id(seg))
+        if entry is None or entry[0] is not seg or not (changed is not None and changed.isdisjoint(entry[2])):
+            entry = (seg, _apply_rows(seg, kernel, facts, requests), frozenset(map(_cookie_of, seg)))
+        now[id(seg)] = entry
+        pending.extend(entry[1])
+    if requests:
+        _from_listeners(records, requests)
+    memo.entries = now
+    memo.serials = {proto: table.serial for proto, table in kernel.items()}
+    return pending
+
+
+def _apply_rows(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts,
+                requests: list[SocketRecord]) -> list[SocketRecord]:
+    """_apply_all's loop for some records, every one applied; request sockets are added to
+    `requests` for the caller to resolve against every listener."""
+    pending: list[SocketRecord] = []
+    _apply_loop(records, kernel, facts, False, pending, requests)
+    return pending
+
+
+def _apply_all(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts,
+               same_read: bool = False) -> list[SocketRecord]:
     """Set the options of `records` found by the iterators (source "kernel"); return the
     records left for pidfd_getfd: those of a protocol no iterator covers, and TCP bound-only
     sockets (not in the established/listening hashes the iterator walks). A socket that
@@ -181,6 +261,14 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
     decoder reused from then (byte-identical in the dump) already carry its values."""
     pending: list[SocketRecord] = []
     requests: list[SocketRecord] = []
+    _apply_loop(records, kernel, facts, same_read, pending, requests)
+    if requests:
+        _from_listeners(records, requests)
+    return pending
+
+
+def _apply_loop(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: HostFacts, same_read: bool,
+                pending: list[SocketRecord], requests: list[SocketRecord]) -> None:
     tcp, udp = kernel.get("tcp"), kernel.get("udp")
     tcp_rows = tcp.rows if tcp is not None else None
     udp_rows = udp.rows if udp is not None else None
@@ -235,9 +323,6 @@ def apply(records: Sequence[SocketRecord], kernel: dict[str, Table], facts: Host
         if dev and rec.device is None:
             rec.ifindex = rec.ifindex or dev
             rec.device = ifname(dev)
-    if requests:
-        _from_listeners(records, requests)
-    return pending
 
 
 def _covers(listener: SocketRecord, rec: SocketRecord) -> bool:
