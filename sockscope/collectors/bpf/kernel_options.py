@@ -62,6 +62,7 @@ class KernelOptions:
         # rows. Bounded: one table per protocol.
         self._tables: dict[str, Table] = {}
         self.apply_memo = ApplyMemo()
+        self._udp_count: int | None = None  # UDP sockets in the last complete read's dump
         self.pending: list[SocketRecord] = []  # what apply() left for pidfd_getfd last time
         self.applied_complete = False  # ... and whether it was given every socket
 
@@ -96,6 +97,13 @@ class KernelOptions:
         protos = tuple(protos)
         last = self._last
         self.same_records = False
+        # A UDP socket that closed moves the sockets after it in its chain up by one (the
+        # order the kernel's lookup meets them): fewer UDP sockets than at the last read
+        # means reading again. (A closed TCP socket changes no other socket's row.)
+        udp_now = (sum(len(seg) for seg in segments if seg and seg[0].proto == "udp")
+                   if segments is not None and complete else None)
+        if udp_now is not None and self._udp_count is not None and udp_now < self._udp_count:
+            last = None
         if (records is not None and last is not None and now - self._last_at < REREAD_AFTER
                 and all(p in last for p in protos if its.covers(p))):
             # The very same record objects (the decoder reuses byte-identical ones), or
@@ -122,6 +130,7 @@ class KernelOptions:
             if complete:
                 self._states = dict(zip(map(_cookie_of, records), map(_state_of, records)))
                 self._consistent = {id(seg): seg for seg in segments or ()}
+                self._udp_count = udp_now
             else:
                 self._states.update((r.cookie, r.state) for r in records)
                 self._consistent = {}
@@ -171,6 +180,7 @@ class KernelOptions:
         self._consistent = {}
         self._tables = {}
         self.apply_memo.reset()
+        self._udp_count = None
         self._records = None
         if self._its is not None:
             self._its.close()
