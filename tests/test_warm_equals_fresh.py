@@ -18,7 +18,7 @@ from sockscope.collectors.snapshotter import Collector
 
 pytestmark = pytest.mark.root
 
-STEPS = int(os.environ.get("SOCKSCOPE_WARM_STEPS", "40"))
+STEPS = int(os.environ.get("SOCKSCOPE_WARM_STEPS", "200"))
 
 
 def _view(snap):
@@ -127,3 +127,23 @@ def test_warm_snapshots_equal_fresh_ones_after_every_change(netns, holders, monk
                 # read shows is compared.
                 tcp_ports &= set(want.tcp_buckets or ())
             assert _buckets(got, tcp_ports) == _buckets(want, tcp_ports), step
+
+
+def test_udp_chain_positions_follow_a_new_socket_in_the_slot(netns, holders):
+    """A socket bound into a UDP slot moves the others along its chain while their own
+    rows stay byte for byte the same: the incremental read must count that as a change."""
+    h = holders(0)
+    for _ in range(3):
+        u = h.socket("udp", 4, reuseaddr=True)
+        assert h.bind(u, "127.0.0.1", 7950) is None
+    with Collector(netns=netns.name) as warm:
+        before = {r.cookie: r.udp_chain_pos for r in warm.snapshot().sockets if r.local_port == 7950}
+        warm.snapshot()
+        u = h.socket("udp", 4, reuseaddr=True)
+        assert h.bind(u, "127.0.0.1", 7950) is None
+        got = {r.cookie: r.udp_chain_pos for r in warm.snapshot().sockets if r.local_port == 7950}
+    with Collector(netns=netns.name) as fresh:
+        want = {r.cookie: r.udp_chain_pos for r in fresh.snapshot().sockets if r.local_port == 7950}
+    assert sorted(before.values()) == [0, 1, 2] and sorted(want.values()) == [0, 1, 2, 3]
+    assert got == want
+    assert any(got[c] != p for c, p in before.items())  # the old ones did move
