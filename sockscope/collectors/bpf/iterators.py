@@ -139,7 +139,7 @@ class Table:
         # Each record's bytes, split in C; a row already decoded from the same bytes is
         # reused (the same tuple), so a refresh where a few sockets changed decodes a few.
         chunks: list[bytes] = list(map(_first, _chunk_struct(layout.size).iter_unpack(data)))
-        known = previous._by_bytes if previous is not None else {}
+        known = previous._by_bytes() if previous is not None else {}
         found: list[tuple | None] = list(map(known.get, chunks))
         fresh: list[tuple] = []
         if None in found:
@@ -149,7 +149,11 @@ class Table:
                     found[i] = row = unpack(chunks[i])
                     fresh.append(row)
         rows = cast("list[tuple]", found)
-        self._by_bytes: dict[bytes, tuple] = dict(zip(chunks, rows))
+        # Kept to split again when the next read asks (_by_bytes): one bytes object rather
+        # than 100,000 small ones while this read is the current one.
+        self._data = data
+        self._row_list = rows
+        self._size = layout.size
         self.rows = dict(zip(map(_first, rows), rows))
         self.changed: set[int] | None = set(map(_first, fresh)) if previous is not None else None
         if proto == "tcp":
@@ -174,6 +178,11 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _by_bytes(self) -> dict[bytes, tuple]:
+        """Each row by the bytes it was decoded from."""
+        chunks = map(_first, _chunk_struct(self._size).iter_unpack(self._data))
+        return dict(zip(chunks, self._row_list))
 
     def bucket(self, row: tuple) -> BindBucket | None:
         """The TCP row's bind bucket; one object per distinct bucket state."""
