@@ -170,9 +170,10 @@ class Decoder:
             bound = 2 * (live if complete else max(live, self._live.get(proto, 0))) + ADDR_CACHE_SLACK
             if messages is not None and len(messages) > bound:
                 # Too many messages of sockets gone or changed: keep those delivered now.
-                # Every delivered record is in `messages` (reused from it or added).
+                # (A record given back with a whole buffer kept across an earlier rebuild
+                # may have no message left here: it is decoded again if it changes.)
                 key_of = {id(r): k for k, r in messages.items()}
-                self._messages[proto] = {key_of[id(r)]: r for o in outs for r in o}
+                self._messages[proto] = {key_of[id(r)]: r for o in outs for r in o if id(r) in key_of}
             if complete:
                 self._live[proto] = live
         if complete:

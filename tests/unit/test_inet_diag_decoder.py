@@ -280,3 +280,22 @@ def test_partial_refreshes_that_keep_changing_cannot_grow_the_kept_buffers_witho
         # a listener whose queue changes every time, alone in its buffer
         _refresh(dec, nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=7, rq=i)), done(), complete=False)
         assert len(dec._previous_buffers) <= 2 * dec._complete_buffers + BUFFER_SLACK
+
+
+def test_a_rebuild_after_a_partial_refresh_keeps_working_with_buffers_kept_from_before(monkeypatch):
+    """A partial refresh can rebuild the message index without the other states'
+    messages while their whole buffers stay kept; the next complete refresh gives those
+    records back from the buffers and may rebuild again: no record may be lost or crash it."""
+    from sockscope.collectors import inet_diag
+
+    monkeypatch.setattr(inet_diag, "ADDR_CACHE_SLACK", 0)
+    dec = Decoder()
+    estab = _socks(6, state=1)
+    first = _refresh(dec, estab, done())
+    for i in range(3):  # listening-only refreshes of a listener whose queue changes
+        _refresh(dec, nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=900, rq=i)), done(), complete=False)
+    again = _refresh(dec, estab, nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(cookie=900, rq=5)), done())
+    assert [r.cookie for r in again] == [r.cookie for r in first] + [900]
+    assert all(a is b for a, b in zip(again, first))  # the kept buffer's records, unchanged
+    out = _refresh(dec, estab, done())
+    assert [r.cookie for r in out] == [r.cookie for r in first]
