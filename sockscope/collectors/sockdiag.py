@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
+from operator import attrgetter
 
 from sockscope.model import SocketRecord
 
 from .inet_diag import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, Decoder, build_request, states_mask
 from .netlink import NetlinkError, open_sock_diag, run_dump
 
+_cookie_of = attrgetter("cookie")
 PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 TIME_WAIT_BIT = 1 << 6  # TCP_TIME_WAIT in idiag_states
 
@@ -67,12 +69,16 @@ class SockDiag:
             # byte-identical while those sockets do not change, and the decoder reuses
             # those whole. (The kernel walks its established hash twice: ~1 ms per
             # 100,000 sockets. TCP records keep no meaningful order; UDP's do.)
-            masks = [mask]
-            if proto == "tcp" and mask & TIME_WAIT_BIT and mask & ~TIME_WAIT_BIT:
-                masks = [mask & ~TIME_WAIT_BIT, TIME_WAIT_BIT]
+            split = proto == "tcp" and bool(mask & TIME_WAIT_BIT) and bool(mask & ~TIME_WAIT_BIT)
             for family in (AF_INET, AF_INET6):
-                for m in masks:
-                    self._dump_one(proto, protocol, family, m, out)
+                if not split:
+                    self._dump_one(proto, protocol, family, mask, out)
+                    continue
+                start = len(out)
+                self._dump_one(proto, protocol, family, mask & ~TIME_WAIT_BIT, out)
+                middle = len(out)
+                self._dump_one(proto, protocol, family, TIME_WAIT_BIT, out)
+                _drop_overtaken(out, start, middle)
         self.decoder.finish(complete=states is None)
         return out
 
@@ -95,3 +101,16 @@ class SockDiag:
             if exc.errno in (2, 97):  # ENOENT, EAFNOSUPPORT
                 return
             raise
+
+
+def _drop_overtaken(out: list[SocketRecord], start: int, middle: int) -> None:
+    """A connection that closed between the two dumps of a family is in both: in the first
+    in its last full state (FIN-WAIT-2, say), in the second as TIME-WAIT with the same
+    cookie. One socket is one record: the TIME-WAIT one, its state now. (A single dump
+    walks each hash bucket once under its lock and cannot see a socket twice.)"""
+    if len(out) == middle or middle == start:
+        return
+    waiting = set(map(_cookie_of, out[middle:]))
+    if waiting.isdisjoint(map(_cookie_of, out[start:middle])):
+        return
+    out[start:middle] = [r for r in out[start:middle] if r.cookie not in waiting]

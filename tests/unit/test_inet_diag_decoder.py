@@ -299,3 +299,19 @@ def test_a_rebuild_after_a_partial_refresh_keeps_working_with_buffers_kept_from_
     assert all(a is b for a, b in zip(again, first))  # the kept buffer's records, unchanged
     out = _refresh(dec, estab, done())
     assert [r.cookie for r in out] == [r.cookie for r in first]
+
+
+def test_a_socket_in_both_dumps_of_a_family_is_kept_once_as_time_wait():
+    from sockscope.collectors.sockdiag import _drop_overtaken
+    from sockscope.model import SocketRecord
+
+    def rec(state, cookie):
+        return SocketRecord("tcp", 4, state, "127.0.0.1", 1000 + cookie, "127.0.0.1", 80, 0, 0, cookie)
+
+    udp_before = rec("UNCONN", 1)
+    out = [udp_before, rec("ESTAB", 2), rec("FIN-WAIT-2", 3), rec("LISTEN", 4), rec("TIME-WAIT", 3), rec("TIME-WAIT", 5)]
+    _drop_overtaken(out, 1, 4)
+    assert [(r.cookie, r.state) for r in out] == [(1, "UNCONN"), (2, "ESTAB"), (4, "LISTEN"), (3, "TIME-WAIT"), (5, "TIME-WAIT")]
+    same = [rec("ESTAB", 2), rec("TIME-WAIT", 9)]
+    _drop_overtaken(same, 0, 1)
+    assert len(same) == 2
