@@ -18,7 +18,7 @@ from sockscope.collectors.snapshotter import Collector
 
 pytestmark = pytest.mark.root
 
-STEPS = int(os.environ.get("SOCKSCOPE_WARM_STEPS", "200"))
+STEPS = int(os.environ.get("SOCKSCOPE_WARM_STEPS", "150"))
 
 
 def _view(snap):
