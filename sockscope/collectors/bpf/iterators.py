@@ -138,17 +138,19 @@ class Table:
         fmt = struct.Struct(_TCP_FMT if proto == "tcp" else UDP_LAYOUT.fmt)
         # Each record's bytes, split in C; a row already decoded from the same bytes is
         # reused (the same tuple), so a refresh where a few sockets changed decodes a few.
-        chunks: list[bytes] = list(map(_first, _chunk_struct(layout.size).iter_unpack(data)))
-        known = previous._by_bytes() if previous is not None else {}
-        found: list[tuple | None] = list(map(known.get, chunks))
         fresh: list[tuple] = []
-        if None in found:
-            unpack = fmt.unpack
-            for i, row in enumerate(found):
-                if row is None:
-                    found[i] = row = unpack(chunks[i])
-                    fresh.append(row)
-        rows = cast("list[tuple]", found)
+        if previous is None:
+            rows = list(fmt.iter_unpack(data))  # a first read: every row decoded, in C
+        else:
+            chunks: list[bytes] = list(map(_first, _chunk_struct(layout.size).iter_unpack(data)))
+            found: list[tuple | None] = list(map(previous._by_bytes().get, chunks))
+            if None in found:
+                unpack = fmt.unpack
+                for i, row in enumerate(found):
+                    if row is None:
+                        found[i] = row = unpack(chunks[i])
+                        fresh.append(row)
+            rows = cast("list[tuple]", found)
         # Kept to split again when the next read asks (_by_bytes): one bytes object rather
         # than 100,000 small ones while this read is the current one.
         self._data = data
