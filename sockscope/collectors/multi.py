@@ -69,6 +69,16 @@ class MultiCollector:
             child.close()
         self._children.clear()
 
+    def discover_keys(self) -> frozenset[tuple[int, int]]:
+        """The namespaces a snapshot would read now: one discovery pass, nothing opened."""
+        keys = frozenset(n.key for n in self.discovery.discover())
+        return keys if self.only is None else keys & frozenset(self.only)
+
+    def children(self) -> dict[tuple[int, int], tuple[str, int | None]]:
+        """The namespaces the last snapshot read: key -> (a name to show, the descriptor
+        its Collector enters it by, None for this process's own)."""
+        return {key: (repr(ns.ref.name), child._ns_fd) for key, (ns, child) in self._children.items()}
+
     @property
     def kind(self) -> str:
         kinds = {c.kind for _n, c in self._children.values()}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sockscope.collectors.events import ChangeWatch, Churn, Seen, count_churn, seen_of
+from sockscope.collectors.multiwatch import MultiWatch
 from sockscope.model import Snapshot
 
 from .columns import LISTEN_STATES
@@ -147,10 +148,10 @@ class CollectorSource:
         self.collector: Collector | MultiCollector = (
             MultiCollector(method=method) if all_netns else Collector(netns=netns, method=method)  # type: ignore[arg-type]
         )
-        self._watch: ChangeWatch | None = None
-        if all_netns:
-            # One watch sees one namespace: with several, a change elsewhere would go
-            # unseen, so every tick dumps (the CPU budget still paces it).
+        self._watch: ChangeWatch | MultiWatch | None = None
+        if isinstance(self.collector, MultiCollector):
+            # A watch per namespace, made as the snapshots find them (multiwatch.py).
+            self._watch = MultiWatch(self.collector, subscribe=events, states=states)
             return
         try:
             with netns_mod.entered(netns):  # the watch's sockets and files belong to it
@@ -158,11 +159,14 @@ class CollectorSource:
         except OSError:
             self._watch = None  # no counters to read: dump every tick, as before
 
-    def watch(self) -> ChangeWatch | None:
+    def watch(self) -> ChangeWatch | MultiWatch | None:
         return self._watch
 
     def snapshot(self, states: frozenset[str] | None) -> Snapshot:
-        return self.collector.snapshot(states=states)
+        snap = self.collector.snapshot(states=states)
+        if isinstance(self._watch, MultiWatch):
+            self._watch.sync()
+        return snap
 
     def close(self) -> None:
         if self._watch is not None:
@@ -248,7 +252,7 @@ class Poller:
         span = now - w[0][0]
         return 100.0 * (cpu - w[0][1]) / span if span > 0 else 0.0
 
-    def _wait(self, seconds: float, watch: ChangeWatch | None) -> None:
+    def _wait(self, seconds: float, watch: ChangeWatch | MultiWatch | None) -> None:
         """Sleep until woken or `seconds` passed, reading queued destroy events meanwhile
         so the kernel's buffer never fills under churn."""
         end = time.monotonic() + seconds
@@ -269,7 +273,7 @@ class Poller:
             self.on_error(str(exc) or type(exc).__name__)
             return
         watch_of: Any = getattr(source, "watch", None)
-        watch: ChangeWatch | None = watch_of() if callable(watch_of) else None
+        watch: ChangeWatch | MultiWatch | None = watch_of() if callable(watch_of) else None
         listening: list = []
         others: list = []
         others_gen = 0
@@ -315,7 +319,7 @@ class Poller:
                 if run:
                     try:
                         if full:
-                            token = watch.begin() if watch is not None else None
+                            token: Any = watch.begin() if watch is not None else None  # opaque: the watch's own
                             snap = source.snapshot(None)
                             seconds = time.monotonic() - started
                             self.plan.did_full(started, seconds)
