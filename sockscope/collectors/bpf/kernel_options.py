@@ -8,10 +8,9 @@ handed back so that pidfd_getfd reads them as before.
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
+from operator import attrgetter, is_
 
 from sockscope.model import BindBucket, HostFacts, SocketRecord
 
@@ -144,7 +143,7 @@ class KernelOptions:
         """`records` holds the very objects of the last read's list, in order. Held, not
         copied: a list changed later by its owner can only make this False (a re-read)."""
         last = self._records
-        return last is not None and len(last) == len(records) and all(map(operator.is_, last, records))
+        return last is not None and len(last) == len(records) and all(map(is_, last, records))
 
     def _unchanged(self, records: Sequence[SocketRecord], segments: Sequence[list[SocketRecord]] | None) -> bool:
         """Every record's cookie is in `_states` with its state. Given the decoder's lists
