@@ -62,7 +62,33 @@ def open_sock_diag(rcvbuf: int = 4 << 20) -> socket.socket:
         except OSError:
             pass
     sock.bind((0, 0))
+    _prime(sock)
     return sock
+
+
+# An inet_diag dump request (struct inet_diag_req_v2: family AF_INET, protocol 0, no states)
+# that no protocol handler serves: the kernel answers at once, with one small message.
+_PRIME_REQUEST = NLMSGHDR.pack(NLMSGHDR.size + 56, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 0xFFFF, 0) + \
+    struct.pack("=BBBBI48x", 2, 0, 0, 0, 0)
+
+
+def _prime(sock: socket.socket) -> None:
+    """The kernel sizes a dump's buffers by the largest receive it has seen on the socket,
+    and the first dump of a new socket starts with a small one: its buffers then differ
+    from every later dump's, which the decoder could otherwise reuse whole. One tiny
+    request read with the full receive size makes the first real dump like the others.
+    Best effort: any failure leaves the socket as it was."""
+    try:
+        sock.settimeout(1.0)  # the answer is immediate; never hang on a strange kernel
+        sock.send(_PRIME_REQUEST)
+        for _ in range(4):  # one message is expected; never loop on a strange reply
+            data = sock.recv(RECV_BUFSIZE)
+            if len(data) >= NLMSGHDR.size and NLMSGHDR.unpack_from(data, 0)[1] in (NLMSG_DONE, NLMSG_ERROR):
+                return
+    except OSError:
+        pass
+    finally:
+        sock.settimeout(None)
 
 
 def iter_messages(buf: bytes | memoryview, seq: int | None = None) -> Iterator[tuple[int, int, int, int]]:
