@@ -150,6 +150,10 @@ class Decoder:
         self._previous_buffers: dict[tuple[int, bytes, bytes], tuple[bytes, list[SocketRecord]]] = {}
         self._current_buffers: dict[tuple[int, bytes, bytes], tuple[bytes, list[SocketRecord]]] = {}
         self._complete_buffers = 0  # buffers kept by the last complete refresh
+        # Kept lists may hold a record renumbered since they were kept: after a partial
+        # refresh (its records came through other buffers) or a retried dump.
+        self._blocks_unsure = False
+        self._retried = False
         self._live: dict[str, int] = {}  # records of each protocol in the last complete refresh
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
         self.segments: list[list[SocketRecord]] = []  # of the last refresh: see finish()
@@ -176,6 +180,8 @@ class Decoder:
                 self._messages[proto] = {key_of[id(r)]: r for o in outs for r in o if id(r) in key_of}
             if complete:
                 self._live[proto] = live
+        self._blocks_unsure = not complete or self._retried
+        self._retried = False
         if complete:
             self._previous_buffers = self._current_buffers
             self._complete_buffers = len(self._current_buffers)
@@ -224,9 +230,11 @@ class Decoder:
         mark = self._mark
         if mark is not None and mark[0] == proto and mark[1] is out and mark[2] == len(out):
             del delivered[mark[3]:]
+            self._retried = True
         self._mark = (proto, out, len(out), len(delivered))
         previous_buffers = self._previous_buffers
         current_buffers = self._current_buffers
+        trust_blocks = not self._blocks_unsure
 
         def decode(data: bytes, off: int, length: int, order: int) -> SocketRecord | None:
             """The record of the socket message at `off` (None: a family not ours)."""
@@ -283,6 +291,25 @@ class Decoder:
             messages[data[body : off + length]] = rec
             return rec
 
+        def deliver(recs: list[SocketRecord], order: int, data: bytes,
+                    bkey: tuple[int, bytes, bytes] | None, whole: bool = False) -> None:
+            """Give `recs` to the dump from position `order`, renumbered where any moved;
+            with `bkey`, keep them as this buffer's records for the next refresh. `whole`:
+            a kept list given back, numbered as one block when it was kept; unless a
+            partial refresh or a retried dump since can have moved one of its records
+            through another buffer (_blocks_unsure), its first record tells."""
+            if not recs:
+                pass
+            elif whole and trust_blocks and recs[0].order == order:
+                pass
+            elif list(map(get_order, recs)) != list(range(order, order + len(recs))):
+                for i, r in enumerate(recs, order):
+                    r.order = i
+            out.extend(recs)
+            delivered.append(recs)
+            if bkey is not None:
+                current_buffers[bkey] = (data, recs)
+
         def consume(data: bytes, st: DumpState) -> None:
             order = len(out)
             # Buffers are kept under a short key (hashing 100 bytes instead of 32 KiB), and
@@ -294,12 +321,7 @@ class Decoder:
                 # The same bytes as a buffer of the last refresh: the same sockets, in the
                 # same states, queues and timers. Only buffers of socket messages alone
                 # are kept (no NLMSG_DONE, no error, no NLM_F_DUMP_INTR).
-                if recs and recs[0].order != order:
-                    for i, r in enumerate(recs, order):
-                        r.order = i
-                out.extend(recs)
-                delivered.append(recs)
-                current_buffers[bkey] = (data, recs)
+                deliver(recs, order, data, bkey, whole=True)
                 return
             if not messages:
                 # The first refresh: nothing to look up, every message is decoded.
@@ -336,19 +358,9 @@ class Decoder:
                             except ValueError:
                                 break
                         if None in found:  # a family not ours: skipped, and not kept whole
-                            kept = [r for r in found if r is not None]
-                            for i, r in enumerate(kept, order):
-                                r.order = i
-                            out.extend(kept)
-                            delivered.append(kept)
+                            deliver([r for r in found if r is not None], order, data, None)
                             return
-                    recs = cast("list[SocketRecord]", found)  # no None left
-                    if list(map(get_order, recs)) != list(range(order, order + len(recs))):
-                        for i, r in enumerate(recs, order):
-                            r.order = i
-                    out.extend(recs)
-                    delivered.append(recs)
-                    current_buffers[bkey] = (data, recs)
+                    deliver(cast("list[SocketRecord]", found), order, data, bkey)  # no None left
                     return
             consume_each(data, st, order, bkey)
 

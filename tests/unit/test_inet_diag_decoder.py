@@ -315,3 +315,16 @@ def test_a_socket_in_both_dumps_of_a_family_is_kept_once_as_time_wait():
     same = [rec("ESTAB", 2), rec("TIME-WAIT", 9)]
     _drop_overtaken(same, 0, 1)
     assert len(same) == 2
+
+
+def test_a_kept_buffer_is_renumbered_after_a_partial_refresh_moved_one_of_its_records():
+    """A listening-only refresh delivers a record of a kept buffer through another buffer,
+    renumbering it; the next complete refresh gives the kept buffer back and must number
+    every record by its place again (UDP chain order is read from it)."""
+    dec = Decoder()
+    msgs = [nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(sport=1000 + i, cookie=100 + i, inode=5000 + i)) for i in range(3)]
+    whole = b"".join(msgs)
+    _refresh(dec, whole, done())
+    _refresh(dec, msgs[1], done(), complete=False)  # the middle one alone, at position 0
+    out = _refresh(dec, whole, done())
+    assert [r.order for r in out] == [0, 1, 2]
