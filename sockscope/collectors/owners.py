@@ -106,7 +106,7 @@ class OwnerIndex:
         # Optional faster source for full scans (the BPF task-file iterator,
         # collectors/bpf/task_files.py): (by_inode, fds, owned) as _scan builds them, with
         # only socket fds in fds; None to fall back to the scan.
-        self.fd_source: Callable[[OwnerIndex], tuple[dict, dict, dict, dict] | None] | None = None
+        self.fd_source: Callable[[], dict[int, dict[int, int]] | None] | None = None
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -243,11 +243,9 @@ class OwnerIndex:
         if self.fd_source is not None and not incremental:
             # Full scans only: an incremental one readlinks just the new fds, which holds
             # fewer file references than any full walk (bench_restart_storm.py).
-            got = self.fd_source(self)
-            if got is not None:
-                self._by_inode, self._fds, self._owned, self._owned_info = got
-                self.version += 1
-                self._scanned, self.denied, self.limitation = True, 0, None
+            table = self.fd_source()
+            if table is not None:
+                self._adopt(table)
                 return
         proc = self.proc
         readlink = os.readlink
@@ -257,7 +255,6 @@ class OwnerIndex:
         new_owned: dict[int, list[tuple[int, Owner]]] = {}
         new_info: dict[int, ProcessInfo] = {}
         old_owned = self._owned if incremental else {}
-        by_inode: dict[int, list[Owner]] = {}
         try:
             pids = [int(n) for n in os.listdir(proc) if n.isdigit()]
         except OSError as exc:
@@ -305,31 +302,50 @@ class OwnerIndex:
                     sockets[fd] = inode
                     if inode:
                         owned.append((inode, Owner(pid, int(fd), info.name, info.user, info.cmdline)))
-            for inode, owner in owned:
-                owners = by_inode.get(inode)
-                if owners is None:
-                    by_inode[inode] = [owner]
-                else:
-                    owners.append(owner)
             new_owned[pid] = owned
             new_info[pid] = info
             new_fds[pid] = sockets
             self._starts[pid] = info.start
-        for owners in by_inode.values():
-            if len(owners) > 1:
-                owners.sort(key=lambda o: (o.pid, o.fd))
-        for pid in [p for p in self._procs if p not in alive]:
-            del self._procs[pid]
-            self._starts.pop(pid, None)
-        self._fds = new_fds
-        self._owned = new_owned
-        self._owned_info = new_info
-        self._by_inode = by_inode
-        self.version += 1
-        self._scanned = True
+        self.forget_except(alive)
+        self._install(new_fds, new_owned, new_info)
         self.denied = denied
         self.limitation = (
             f"not root: owners of sockets in {denied} processes of other users are unknown"
             if denied
             else None
         )
+
+    def _adopt(self, table: dict[int, dict[int, int]]) -> None:
+        """The index from an fd source's read: pid -> {fd: socket inode}, every process."""
+        new_fds: dict[int, dict[str, int]] = {}
+        new_owned: dict[int, list[tuple[int, Owner]]] = {}
+        new_info: dict[int, ProcessInfo] = {}
+        for pid, fds in table.items():
+            info = self.process(pid)
+            if info is None:
+                continue  # exited meanwhile
+            new_owned[pid] = [(inode, Owner(pid, fd, info.name, info.user, info.cmdline)) for fd, inode in fds.items()]
+            new_fds[pid] = {str(fd): inode for fd, inode in fds.items()}
+            new_info[pid] = info
+            self._starts[pid] = info.start
+        self.forget_except(table.keys())
+        self._install(new_fds, new_owned, new_info)
+        self.denied, self.limitation = 0, None
+
+    def _install(self, fds: dict[int, dict[str, int]], owned: dict[int, list[tuple[int, Owner]]],
+                 infos: dict[int, ProcessInfo]) -> None:
+        """Make a scan's per-process results the index: inode -> owners, by (pid, fd)."""
+        by_inode: dict[int, list[Owner]] = {}
+        for pairs in owned.values():
+            for inode, owner in pairs:
+                owners = by_inode.get(inode)
+                if owners is None:
+                    by_inode[inode] = [owner]
+                else:
+                    owners.append(owner)
+        for owners in by_inode.values():
+            if len(owners) > 1:
+                owners.sort(key=lambda o: (o.pid, o.fd))
+        self._fds, self._owned, self._owned_info, self._by_inode = fds, owned, infos, by_inode
+        self.version += 1
+        self._scanned = True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING
 
 from . import btf as btf_mod
 from .asm import AND, FP, JNE, R1, R2, R3, R6, R7, R8, R9, Asm
@@ -21,10 +20,6 @@ from .btf import BtfError
 from .iterators import BpfUnavailable, may_load_bpf
 from .programs import LICENSE, KernelInfo, emit_record
 from .syscall import Bpf, BpfError, read_all
-
-if TYPE_CHECKING:
-    from sockscope.collectors.owners import OwnerIndex, ProcessInfo
-    from sockscope.model import Owner
 
 S_IFMT, S_IFSOCK = 0o170000, 0o140000
 RECORD = struct.Struct("<IIQ")  # tgid, fd, inode
@@ -113,21 +108,18 @@ class TaskFiles:
 
 
 class TaskFileOwners:
-    """The hook owners.OwnerIndex calls instead of scanning /proc/*/fd: builds inode ->
-    owners from one iterator read, or returns None (then the /proc scan runs). The
-    iterator is loaded on first use; a refusal is remembered and not retried."""
+    """The fd source owners.OwnerIndex calls instead of scanning /proc/*/fd (the index
+    makes the owners from it): one iterator read, or None (then the /proc scan runs).
+    The iterator is loaded on first use; a refusal is remembered and not retried."""
 
     def __init__(self) -> None:
         self._files: TaskFiles | None = None
         self._tried = False
         self.unavailable: str | None = None
 
-    def __call__(self, index: OwnerIndex) -> tuple[dict, dict, dict, dict] | None:
-        """(inode -> owners, pid -> {fd name: inode}, pid -> [(inode, Owner)], pid ->
-        the ProcessInfo those owners were made from) as OwnerIndex._scan builds them,
-        from one iterator read; None = use the scan."""
-        from sockscope.model import Owner
-
+    def __call__(self) -> dict[int, dict[int, int]] | None:
+        """pid -> {fd: socket inode} for every process, from one iterator read; None =
+        unavailable (then OwnerIndex scans /proc)."""
         if not self._tried:
             self._tried = True
             try:
@@ -137,37 +129,11 @@ class TaskFileOwners:
         if self._files is None:
             return None
         try:
-            table = self._files.read()
+            return self._files.read()
         except (OSError, BpfUnavailable) as exc:
             self.unavailable = f"the BPF task-file iterator failed: {exc}"
             self.close()
             return None
-        by_inode: dict[int, list[Owner]] = {}
-        fds_by_pid: dict[int, dict[str, int]] = {}
-        owned_by_pid: dict[int, list[tuple[int, Owner]]] = {}
-        info_by_pid: dict[int, ProcessInfo] = {}
-        for pid, fds in table.items():
-            info = index.process(pid)
-            if info is None:
-                continue  # exited meanwhile
-            owned = []
-            for fd, inode in fds.items():
-                owner = Owner(pid, fd, info.name, info.user, info.cmdline)
-                owned.append((inode, owner))
-                owners = by_inode.get(inode)
-                if owners is None:
-                    by_inode[inode] = [owner]
-                else:
-                    owners.append(owner)
-            fds_by_pid[pid] = {str(fd): inode for fd, inode in fds.items()}
-            owned_by_pid[pid] = owned
-            info_by_pid[pid] = info
-            index._starts[pid] = info.start
-        for owners in by_inode.values():
-            if len(owners) > 1:
-                owners.sort(key=lambda o: (o.pid, o.fd))
-        index.forget_except(table.keys())
-        return by_inode, fds_by_pid, owned_by_pid, info_by_pid
 
     def close(self) -> None:
         if self._files is not None:
