@@ -88,7 +88,9 @@ class Layout:
 
 # The bucket fields come last and in one run (BUCKET_FIRST..end): the decoder takes them as
 # one bytes value, the key of a cache of BindBucket objects (a port's sockets share one).
-TCP_LAYOUT = Layout([
+# The head both records share: the cookie, the uid, and what _copy_common takes from
+# struct sock_common.
+COMMON_FIELDS = [
     ("cookie", 8, False),
     ("uid", 4, False),
     ("bound_dev_if", 4, True),
@@ -98,6 +100,10 @@ TCP_LAYOUT = Layout([
     ("reuse", 1, False),        # the byte holding skc_reuse
     ("reuseport", 1, False),    # the byte holding skc_reuseport
     ("ipv6only", 1, False),     # the byte holding skc_ipv6only
+]
+
+TCP_LAYOUT = Layout([
+    *COMMON_FIELDS,
     ("has_tb2", 1, False),
     ("tb2_fastreuse", 1, True),
     ("tb2_fastreuseport", 1, True),
@@ -115,15 +121,7 @@ TCP_LAYOUT = Layout([
 BUCKET_FIRST = "has_tb"
 
 UDP_LAYOUT = Layout([
-    ("cookie", 8, False),
-    ("uid", 4, False),
-    ("bound_dev_if", 4, True),
-    ("num", 2, False),
-    ("family", 2, False),
-    ("state", 1, False),
-    ("reuse", 1, False),
-    ("reuseport", 1, False),
-    ("ipv6only", 1, False),
+    *COMMON_FIELDS,
     ("bucket", 4, True),
 ])
 
