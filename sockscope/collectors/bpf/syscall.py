@@ -112,36 +112,33 @@ class Bpf:
         ctypes_pack(attr, 28, "16s", name.encode()[:15])
         return bpf(self._cmd("BPF_MAP_CREATE"), attr, f"creating BPF map {name}")
 
-    def _map_elem(self, cmd: str, map_fd: int, key: ctypes.Array, value: ctypes.Array | None, flags: int) -> int:
+    def _map_elem(self, cmd: str, map_fd: int, key: bytes, value: ctypes.Array | None, flags: int = 0,
+                  missing_ok: bool = False) -> bool:
+        """Run a map element command on `key`; False (not an error) for ENOENT when
+        `missing_ok`: no such key."""
+        key_buf = ctypes.create_string_buffer(key, len(key))
         attr = bytearray(32)
-        ctypes_pack(attr, 0, "<IIQQQ", map_fd, 0, _addr(key), _addr(value) if value is not None else 0, flags)
-        return bpf(self._cmd(cmd), attr, f"{cmd} on a BPF map")
+        ctypes_pack(attr, 0, "<IIQQQ", map_fd, 0, _addr(key_buf), _addr(value) if value is not None else 0, flags)
+        try:
+            bpf(self._cmd(cmd), attr, f"{cmd} on a BPF map")
+        except BpfError as exc:
+            if missing_ok and exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
 
     def map_update(self, map_fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
         """flags: 0 = BPF_ANY, 1 = BPF_NOEXIST, 2 = BPF_EXIST."""
-        self._map_elem("BPF_MAP_UPDATE_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)),
-                       ctypes.create_string_buffer(value, len(value)), flags)
+        self._map_elem("BPF_MAP_UPDATE_ELEM", map_fd, key, ctypes.create_string_buffer(value, len(value)), flags)
 
     def map_lookup(self, map_fd: int, key: bytes, value_size: int) -> bytes | None:
         """The value under `key`, or None when there is none (ENOENT)."""
         out = ctypes.create_string_buffer(value_size)
-        try:
-            self._map_elem("BPF_MAP_LOOKUP_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)), out, 0)
-        except BpfError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
-        return out.raw
+        return out.raw if self._map_elem("BPF_MAP_LOOKUP_ELEM", map_fd, key, out, missing_ok=True) else None
 
     def map_delete(self, map_fd: int, key: bytes) -> bool:
         """False when there was no such key."""
-        try:
-            self._map_elem("BPF_MAP_DELETE_ELEM", map_fd, ctypes.create_string_buffer(key, len(key)), None, 0)
-        except BpfError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
-        return True
+        return self._map_elem("BPF_MAP_DELETE_ELEM", map_fd, key, None, missing_ok=True)
 
     def fd_by_id(self, kind: str, obj_id: int) -> int:
         """A new fd for the program, map or link with this id (kind "PROG", "MAP", "LINK");
