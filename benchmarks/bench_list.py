@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fixture import Fixture  # noqa: E402
+from fixture import Fixture, in_netns  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -56,10 +56,6 @@ def run_timed(cmd: list[str]) -> tuple[float, int, str]:
     return wall, maxrss, out.decode(errors="replace")
 
 
-def in_ns(ns: str, *cmd: str) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{ns}", *cmd]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sockets", type=int, default=100_000)
@@ -73,10 +69,10 @@ def main() -> int:
         count = fx.count()
         print(f"fixture: {count} sockets in {ns}, built in {fx.build_seconds:.1f}s")
         commands = {
-            "sockscope list --json": in_ns(ns, SOCKSCOPE, "list", "--json"),
-            "ss -tanpe": in_ns(ns, "ss", "-tanpe"),
-            "ss -tan": in_ns(ns, "ss", "-tan"),
-            "psutil.net_connections": in_ns(ns, sys.executable, "-c", PSUTIL_SNIPPET),
+            "sockscope list --json": in_netns(ns, SOCKSCOPE, "list", "--json"),
+            "ss -tanpe": in_netns(ns, "ss", "-tanpe"),
+            "ss -tan": in_netns(ns, "ss", "-tan"),
+            "psutil.net_connections": in_netns(ns, sys.executable, "-c", PSUTIL_SNIPPET),
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         sizes: dict[str, int] = {}
@@ -88,7 +84,7 @@ def main() -> int:
                 wall, _rss, out = run_timed(cmd)
                 times[name].append(wall)
                 sizes[name] = len(out)
-            _w, _r, out = run_timed(in_ns(ns, sys.executable, "-c", WARM_SNIPPET, "3"))
+            _w, _r, out = run_timed(in_netns(ns, sys.executable, "-c", WARM_SNIPPET, "3"))
             fields = out.split()
             warm_cold.append(float(fields[1]))
             warm.extend(float(x) for x in fields[2:-1])

@@ -16,8 +16,10 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+from fixture import in_netns  # noqa: E402
 from kit.netns import Netns  # noqa: E402
 
 from sockscope.collectors import netns as netns_mod  # noqa: E402
@@ -72,8 +74,7 @@ def main() -> int:
                 keep.append(s)
         t0 = time.perf_counter()
         for ns in spaces:
-            subprocess.run(["nsenter", f"--net=/run/netns/{ns.name}", "ss", "-tan"], stdout=subprocess.DEVNULL,
-                           check=True)
+            subprocess.run(in_netns(ns.name, "ss", "-tan"), stdout=subprocess.DEVNULL, check=True)
         ss_all = time.perf_counter() - t0
         with_watch = run(args.seconds, True)
         without = run(args.seconds, False)

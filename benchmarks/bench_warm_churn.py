@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fixture import Fixture  # noqa: E402
+from fixture import Fixture, in_netns  # noqa: E402
 
 CHURN = r"""
 import socket, sys, time
@@ -59,12 +59,12 @@ def main() -> int:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
     with Fixture(n=args.sockets) as fx:
-        ns = ["nsenter", f"--net=/run/netns/{fx.netns_name}"]
-        churn = subprocess.Popen([*ns, sys.executable, "-c", CHURN, str(args.rate), str(args.settle + 120)])
+        churn = subprocess.Popen(in_netns(fx.netns_name, sys.executable, "-c", CHURN, str(args.rate),
+                                          str(args.settle + 120)))
         try:
             time.sleep(args.settle)
-            out = subprocess.run([*ns, sys.executable, "-c", WARM, str(args.rounds)], capture_output=True,
-                                 text=True, timeout=600, check=True).stdout
+            out = subprocess.run(in_netns(fx.netns_name, sys.executable, "-c", WARM, str(args.rounds)),
+                                 capture_output=True, text=True, timeout=600, check=True).stdout
         finally:
             churn.kill()
             churn.wait()

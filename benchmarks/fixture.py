@@ -32,6 +32,13 @@ PER_PROCESS = 19_000  # below the 20,000-fd limit, with room for the interpreter
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 
 
+def in_netns(name: str, *cmd: str) -> list[str]:
+    """`cmd` run in the namespace `name`: only the network namespace is entered. Not
+    `ip netns exec`, whose fresh mount namespace has no cgroup2 mount: `ss -e` then prints
+    an error per socket and runs 2-3 times slower (bench_list.py)."""
+    return ["nsenter", f"--net=/run/netns/{name}", *cmd]
+
+
 def _raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, PER_PROCESS + 200) if hard != resource.RLIM_INFINITY else PER_PROCESS + 200
