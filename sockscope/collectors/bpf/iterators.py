@@ -158,12 +158,13 @@ class Table:
         self._size = layout.size
         self.rows = dict(zip(map(_first, rows), rows))
         self.changed: set[int] | None = set(map(_first, fresh)) if previous is not None else None
+        self._tails: set[bytes] | None = None  # the distinct bucket states, when computed
         if proto == "tcp":
             if previous is not None:
                 # Bucket objects of states still present are kept (records compare them
                 # by identity); those of states gone are dropped.
-                tails = set(map(_tail_of, rows))
-                self._buckets = {t: b for t, b in previous._buckets.items() if t in tails}
+                self._tails = set(map(_tail_of, rows))
+                self._buckets = {t: b for t, b in previous._buckets.items() if t in self._tails}
         else:
             prev = None
             pos = 0
@@ -212,13 +213,16 @@ class Table:
         if self.proto != "tcp":
             return []
         if self._all is None:  # a reused read is asked again: decode once
-            # One call per distinct bucket state (~25,000), not per socket (100,000).
-            tails = set(map(itemgetter(TAIL), self.rows.values()))
+            # One call per distinct bucket state (~25,000), not per socket (100,000). The
+            # cache holds states of this read only: made from its rows, or kept from the
+            # previous read's for states still present.
+            if self._tails is None:
+                self._tails = set(map(_tail_of, self.rows.values()))
             known = self._buckets
-            for tail in tails:
+            for tail in self._tails:
                 if tail not in known:
                     self._bucket_of_tail(tail)
-            self._all = [b for t, b in known.items() if b is not None and t in tails]
+            self._all = [b for b in known.values() if b is not None]
         return self._all
 
     def flags(self, cookie: int) -> KernelFlags | None:
