@@ -12,6 +12,7 @@ import time
 
 import pytest
 from kit import Holder, Netns
+from kit.child import become, in_child
 from kit.netns import setns
 
 from sockscope.collectors.bpf.iterators import SocketIterators
@@ -253,28 +254,7 @@ def test_pidfd_only_for_bound_only_tcp(netns, holders):
 
 def _in_child(netns, fn):
     """Run fn() in a forked child inside `netns`; return its repr()-ed result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            setns(netns.path)
-            os.write(w, repr(fn()).encode())
-            code = 0
-        except BaseException as exc:
-            os.write(w, repr(("error", f"{type(exc).__name__}: {exc}")).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    result = eval(data.decode())  # our own child's repr of plain values
-    assert os.waitstatus_to_exitcode(status) == 0, result
-    return result
+    return in_child(netns.path, fn)
 
 
 def _flags_of(port: int, drop_to: int | None = None, seccomp: bool = False, use_bpf: bool = True):
@@ -285,9 +265,7 @@ def _flags_of(port: int, drop_to: int | None = None, seccomp: bool = False, use_
             from sockscope.collectors.bpf.syscall import syscall_number
             refuse_bpf(syscall_number())
         if drop_to is not None:
-            os.setgroups([])
-            os.setresgid(drop_to, drop_to, drop_to)
-            os.setresuid(drop_to, drop_to, drop_to)
+            become(drop_to)
         with Collector(use_bpf=use_bpf) as collector:
             snaps = [collector.snapshot() for _ in range(3)]
             loads = collector._kernel._tried if collector._kernel else None
@@ -358,9 +336,7 @@ def test_pinned_iterators_let_another_user_read_flags(netns, holders):
         _private_mounts()
         assert main(["bpf", "pin"]) == 0
         modes = sorted(oct(os.stat(os.path.join(PIN_DIR, n)).st_mode & 0o777) for n in os.listdir(PIN_DIR))
-        os.setgroups([])
-        os.setresgid(1002, 1002, 1002)
-        os.setresuid(1002, 1002, 1002)
+        become(1002)
         got = _flags_of(7400)() + _flags_of(7401)()
         return modes, got
 

@@ -3,13 +3,13 @@ decoder caches, against real sockets in private namespaces (the kernel is the ju
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading
 import time
 
 import pytest
+from kit.child import become, in_child
 
 from sockscope.collectors import netns as netns_mod
 from sockscope.collectors.events import ChangeWatch, count_churn, seen_of
@@ -122,36 +122,20 @@ def test_counters_alone_notice_a_change_but_miss_short_lives(netns):
 def test_a_process_without_privileges_gets_the_events_too(netns):
     """sock_diag's groups are open to unprivileged receivers (NL_CFG_F_NONROOT_RECV), so
     non-root sockscope counts exactly as well: the kernel is the judge here."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: enter the namespace, drop every privilege, listen, close one socket
-        verdict = b"?"
-        try:
-            os.close(r)
-            from kit.netns import setns
 
-            setns(netns.path)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            watch = ChangeWatch()
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind(("127.0.0.1", 0))
-            u.close()
-            _settle(watch, 1)
-            events, _lost = watch.take()
-            verdict = f"{watch.subscribed} {len(events)} {events[0].proto if events else None}".encode()
-            watch.close()
-        finally:
-            os.write(w, verdict)
-            os._exit(0)
-    os.close(w)
-    try:
-        got = os.read(r, 100)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    assert got == b"True 1 udp"
+    def unprivileged():  # in the namespace, every privilege dropped: close one socket
+        become(65534)
+        watch = ChangeWatch()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        u.close()
+        _settle(watch, 1)
+        events, _lost = watch.take()
+        verdict = f"{watch.subscribed} {len(events)} {events[0].proto if events else None}"
+        watch.close()
+        return verdict
+
+    assert in_child(netns.path, unprivileged) == "True 1 udp"
 
 
 def _run_poller(poller: Poller) -> threading.Thread:

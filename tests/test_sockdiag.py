@@ -7,6 +7,7 @@ import os
 import re
 
 import pytest
+from kit.child import become, in_child
 
 from scenario import build
 from sockscope.cli.list_cmd import endpoint
@@ -180,32 +181,15 @@ def test_without_root_options_of_others_are_unknown_and_said_once(netns, holders
     s = h.socket("tcp", 4, reuseaddr=True)
     h.bind(s, "127.0.0.1", 7200)
     h.listen(s)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            from kit.netns import setns
-            setns(netns.path)
-            os.setgroups([])
-            os.setresgid(1002, 1002, 1002)
-            os.setresuid(1002, 1002, 1002)
-            with Collector() as collector:
-                snap = collector.snapshot()
-            rec = [x for x in snap.sockets if x.local_port == 7200][0]
-            os.write(w, repr((rec.reuseaddr, rec.reuseport, rec.owners, snap.limitation)).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    ra, rp, owners, limitation = eval(data.decode())  # our own child's repr of plain values
+
+    def as_another_user():
+        become(1002)
+        with Collector() as collector:
+            snap = collector.snapshot()
+        rec = [x for x in snap.sockets if x.local_port == 7200][0]
+        return rec.reuseaddr, rec.reuseport, rec.owners, snap.limitation
+
+    ra, rp, owners, limitation = in_child(netns.path, as_another_user)
     assert (ra, rp) == (None, None)
     assert owners == []
     assert limitation and limitation.startswith("not root")

@@ -15,7 +15,8 @@ import time
 
 import pytest
 from kit import Netns
-from kit.netns import run, setns
+from kit.child import become, in_child
+from kit.netns import run
 
 from sockscope.collectors import netns as netns_mod
 from sockscope.collectors.bpf import state_watch
@@ -275,57 +276,36 @@ def _drop_caps(*caps: int) -> None:
 
 def _in_child(ns: Netns, how: str) -> str:
     """Run a ChangeWatch in a forked child without the rights to load BPF; its report."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        report = "?"
+
+    def report() -> str:
+        if how == "nobody":
+            become(65534)
+        else:
+            _drop_caps(CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF)
+        watch = ChangeWatch()
+        watch.take_state_changes()
+        watch.mark_refreshed()
+        quiet = watch.changed()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        u.close()
+        end = time.monotonic() + 5
+        while not watch.events and time.monotonic() < end:
+            watch.drain()
+            time.sleep(0.02)
+        # The kernel agrees: loading the program for real is refused.
         try:
-            os.close(r)
-            setns(ns.path)
-            if how == "nobody":
-                os.setgroups([])
-                os.setresgid(65534, 65534, 65534)
-                os.setresuid(65534, 65534, 65534)
-            else:
-                _drop_caps(CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF)
-            watch = ChangeWatch()
-            watch.take_state_changes()
-            watch.mark_refreshed()
-            quiet = watch.changed()
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind(("127.0.0.1", 0))
-            u.close()
-            end = time.monotonic() + 5
-            while not watch.events and time.monotonic() < end:
-                watch.drain()
-                time.sleep(0.02)
-            # The kernel agrees: loading the program for real is refused.
-            try:
-                info = state_watch.StateWatchInfo.from_btf(state_watch.btf_mod.load())
-                state_watch.StateProgram(info).close()
-                kernel = "loaded"
-            except BpfError as exc:
-                kernel = errno.errorcode.get(exc.errno or 0, "?")
-            report = "|".join([str(watch.watching_states), str(watch.subscribed), str(quiet), str(watch.changed()),
-                               str(len(watch.events)), str(watch.take_state_changes()), kernel, watch.limitation or ""])
-            watch.close()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            report = f"error {exc!r}"
-        finally:
-            os.write(w, report.encode())
-            os._exit(0)
-    os.close(w)
-    try:
-        chunks = []
-        while True:
-            got = os.read(r, 4096)
-            if not got:
-                break
-            chunks.append(got)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    return b"".join(chunks).decode()
+            info = state_watch.StateWatchInfo.from_btf(state_watch.btf_mod.load())
+            state_watch.StateProgram(info).close()
+            kernel = "loaded"
+        except BpfError as exc:
+            kernel = errno.errorcode.get(exc.errno or 0, "?")
+        text = "|".join([str(watch.watching_states), str(watch.subscribed), str(quiet), str(watch.changed()),
+                         str(len(watch.events)), str(watch.take_state_changes()), kernel, watch.limitation or ""])
+        watch.close()
+        return text
+
+    return in_child(ns.path, report)
 
 
 @pytest.mark.parametrize("how,why", [
