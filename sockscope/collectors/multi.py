@@ -75,9 +75,9 @@ class MultiCollector:
         return keys if self.only is None else keys & frozenset(self.only)
 
     def children(self) -> dict[tuple[int, int], tuple[str, int | None]]:
-        """The namespaces the last snapshot read: key -> (a name to show, the descriptor
+        """The namespaces the last snapshot read: key -> (its name, safe to show, the descriptor
         its Collector enters it by, None for this process's own)."""
-        return {key: (repr(ns.ref.name), child._ns_fd) for key, (ns, child) in self._children.items()}
+        return {key: (host_text(ns.ref.name), child._ns_fd) for key, (ns, child) in self._children.items()}
 
     @property
     def kind(self) -> str:

@@ -79,3 +79,17 @@ def test_tui_cells_details_and_verdict():
         # The command line is one line: its "\n\r\e[1A" cannot rewrite the line above.
         assert "    \\x0a\\x0d\\x1b[1Aspoof [b]x[/b] \\u202e \\x9b31m\n" in text
         assert not bad_chars(verdict_text(verdict).plain)
+
+
+def test_namespace_names_the_change_watch_may_quote_are_made_safe():
+    """MultiCollector.children() gives the names MultiWatch puts in its limitation line."""
+    from types import SimpleNamespace
+
+    from sockscope.collectors.multi import MultiCollector
+
+    multi = MultiCollector.__new__(MultiCollector)
+    ns = SimpleNamespace(ref=SimpleNamespace(name="web\x1b[31m\u202eevil\n"))
+    multi._children = {(1, 2): (ns, SimpleNamespace(_ns_fd=None))}
+    label, fd = multi.children()[(1, 2)]
+    assert fd is None
+    assert all(c.isprintable() for c in label) and "\x1b" not in label and "\u202e" not in label
