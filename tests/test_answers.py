@@ -34,16 +34,35 @@ def timewaits(h, port: int, n: int, reuseaddr: bool = False) -> None:
     h.close(lst)
 
 
+def ss_timer_seconds(text: str) -> float:
+    """Seconds in one of ss's timer texts. iproute2's print_ms_timer writes minutes, then
+    whole seconds, then milliseconds, dropping parts: "1min" (a timer read in the jiffy it
+    was armed has exactly 60 s left), "1min5sec", "59sec", "1.500ms" (1.5 s), "500ms"."""
+    mins = re.search(r"(\d+)min", text)
+    secs = re.search(r"(\d+)(?:sec|\.)", text)
+    msecs = re.search(r"(\d+)ms", text)
+    return (
+        int(mins.group(1) if mins else 0) * 60
+        + int(secs.group(1) if secs else 0)
+        + int(msecs.group(1) if msecs else 0) / 1000
+    )
+
+
 def ss_timewait_left(netns, port: int) -> list[float]:
     """Seconds left on the port's timewait timers, as `ss -o` reads them (independent of
     sockscope's decoder)."""
     out = netns.ss("-tanoH", "state", "time-wait", f"( sport = :{port} )")
-    left = []
-    for m in re.finditer(r"timer:\(timewait,(?:(\d+)min)?([\d.]+)(ms|sec)", out):
-        mins = int(m.group(1) or 0)
-        value = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
-        left.append(mins * 60 + value)
-    return left
+    return [ss_timer_seconds(m.group(1)) for m in re.finditer(r"timer:\(timewait,([^,)]*)", out)]
+
+
+def test_ss_timer_texts() -> None:
+    # The forms print_ms_timer writes; the first one made a CI run miss a fresh timer.
+    assert ss_timer_seconds("1min") == 60
+    assert ss_timer_seconds("1min5sec") == 65
+    assert ss_timer_seconds("59sec") == 59
+    assert ss_timer_seconds("1.500ms") == 1.5
+    assert ss_timer_seconds("500ms") == 0.5
+    assert ss_timer_seconds("") == 0
 
 
 @pytest.mark.root
