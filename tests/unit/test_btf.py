@@ -138,6 +138,45 @@ def test_records_not_ending_on_a_boundary() -> None:
         B.Btf(bytes(blob))
 
 
+def test_records_cut_short_by_the_section_end() -> None:
+    b = Blob()
+    b.struct_("s", 4, [("a", 0, 0, 0), ("b", 0, 0, 0)])
+    blob = bytearray(b.bytes())
+    struct.pack_into("<I", blob, 12, len(b.types) - 12)  # a word-aligned cut inside the members
+    with pytest.raises(B.BtfError, match="record boundary|truncated"):
+        B.Btf(bytes(blob))
+
+
+def test_names_shared_by_several_records_and_values_that_look_like_names() -> None:
+    b = Blob()
+    i32 = b.int_("int", 4)  # 1
+    name_off = len(b.strs)
+    s = b.struct_("sock", 8, [("x", i32, 0, 0)])  # 2
+    # A struct whose size and member offset hold the value of the name "sock": not a name.
+    b.struct_("other", name_off, [("y", i32, name_off, 0)])  # 3
+    f = b.add("sock", B.FUNC, 0, 0)  # 4: the same string, another kind
+    btf = B.Btf(b.bytes())
+    assert btf.ids_named("sock") == [s, f]
+    assert btf.find_struct("sock") == s and btf.find("sock", B.FUNC) == f
+    assert btf.ids_named("") == [] and btf.ids_named("nope") == []
+
+
+def test_the_running_kernels_btf_finds_every_sampled_type_by_its_name() -> None:
+    # The name lookup searches a column of name offsets; on the real blob (126,000
+    # types here) every sampled named type must come back for its own name, and only
+    # types of that name.
+    try:
+        btf = B.load()
+    except OSError:
+        pytest.skip("no /sys/kernel/btf/vmlinux on this machine")  # CI has it: see test_bpf_iter
+    step = max(1, len(btf) // 500)
+    for type_id in range(1, len(btf) + 1, step):
+        name = btf.name(type_id)
+        if name:
+            found = btf.ids_named(name)
+            assert type_id in found and all(btf.name(i) == name for i in found), name
+
+
 def test_parse_cache_is_keyed_by_content() -> None:
     blob = sample()
     assert B.from_bytes(blob) is B.from_bytes(bytes(blob))
