@@ -14,24 +14,13 @@ import socket
 
 import pytest
 
+from kit.views import socket_view as _view
+
 from sockscope.collectors.snapshotter import Collector
 
 pytestmark = pytest.mark.root
 
 STEPS = int(os.environ.get("SOCKSCOPE_WARM_STEPS", "150"))
-
-
-def _view(snap):
-    out = {}
-    for r in snap.sockets:
-        b = r.bind_bucket
-        out[(r.proto, r.cookie)] = (
-            r.state, r.local_addr, r.local_port, r.peer_addr, r.peer_port, r.recv_q, r.reuseaddr, r.reuseport,
-            r.v6only, r.device, dict(r.option_source or {}), tuple(sorted((o.pid, o.fd, o.process) for o in r.owners)),
-            None if b is None else (b.port, b.l3mdev, b.fastreuse, b.fastreuseport, b.fastuid),
-            r.bind2_fastreuse, r.bind2_fastreuseport, r.udp_bucket, r.udp_chain_pos,
-        )
-    return out
 
 
 def _buckets(snap, ports):

@@ -32,6 +32,7 @@ from .netlink import (
 # struct inet_diag_msg: family, state, timer, retrans, inet_diag_sockid (sport, dport big
 # endian; src[4], dst[4]; if; cookie[2]), expires, rqueue, wqueue, uid, inode.
 INET_DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+SPORT = struct.Struct("=4xH")  # inet_diag_msg's idiag_sport alone (network order, swapped via _PORT)
 RTATTR = struct.Struct("=HH")
 NLMSGHDR3 = struct.Struct("=IHH")  # the first three fields of NLMSGHDR: len, type, flags
 # struct inet_diag_req_v2: family, protocol, ext, pad, states, then an all-zero sockid.
@@ -203,8 +204,16 @@ class Decoder:
         if len(self.addr6) > bound:
             self.addr6.clear()
 
-    def consumer(self, proto: str, out: list[SocketRecord]) -> Callable[[bytes, DumpState], None]:
+    def consumer(self, proto: str, out: list[SocketRecord], only_port: int | None = None,
+                 ports: set[int] | None = None) -> Callable[[bytes, DumpState], None]:
+        """A consumer of one dump's buffers, decoding into `out`. With `only_port`, only
+        sockets with that local port are decoded (what `check` asks about: on a host with
+        100,000 sockets the others cost a port read each, not a record), every local
+        port met is added to `ports`, and no buffer is kept for reuse (it was not decoded
+        whole); finish the refresh with complete=False."""
         msg_unpack = INET_DIAG_MSG.unpack_from
+        sport_unpack = SPORT.unpack_from
+        seen_port = ports.add if ports is not None else None
         hdr_unpack = NLMSGHDR.unpack_from
         hdr3_unpack = NLMSGHDR3.unpack_from
         get_order = attrgetter("order")
@@ -312,6 +321,9 @@ class Decoder:
 
         def consume(data: bytes, st: DumpState) -> None:
             order = len(out)
+            if only_port is not None:
+                consume_each(data, st, order, None)
+                return
             # Buffers are kept under a short key (hashing 100 bytes instead of 32 KiB), and
             # compared whole on a hit.
             bkey = (len(data), data[:BUFFER_KEY_BYTES], data[-BUFFER_KEY_BYTES:])
@@ -364,9 +376,9 @@ class Decoder:
                     return
             consume_each(data, st, order, bkey)
 
-        def consume_each(data: bytes, st: DumpState, order: int, bkey: tuple[int, bytes, bytes]) -> None:
-            """Message by message: the first refresh, or a buffer that ends the dump or
-            holds an error."""
+        def consume_each(data: bytes, st: DumpState, order: int, bkey: tuple[int, bytes, bytes] | None) -> None:
+            """Message by message: the first refresh, a buffer that ends the dump or holds
+            an error, or a port-filtered dump (no `bkey`: the buffer is not kept)."""
             end = len(data)
             off = 0
             buf_start = order
@@ -383,6 +395,13 @@ class Decoder:
                 if mtype == SOCK_DIAG_BY_FAMILY:
                     if length - hdr_size < msg_size:
                         raise ValueError(f"truncated inet_diag_msg: {length - hdr_size} bytes, need {msg_size}")
+                    if only_port is not None:
+                        sport = port[sport_unpack(data, off + hdr_size)[0]]
+                        if seen_port is not None:
+                            seen_port(sport)
+                        if sport != only_port:
+                            off += (length + 3) & ~3
+                            continue
                     rec = lookup(data[off + hdr_size : off + length]) if messages else None
                     if rec is None:
                         rec = decode(data, off, length, order)
@@ -408,7 +427,7 @@ class Decoder:
                 off += (length + 3) & ~3
             recs = out[buf_start:]
             delivered.append(recs)
-            if plain:
+            if plain and bkey is not None:
                 current_buffers[bkey] = (data, recs)
 
         return consume

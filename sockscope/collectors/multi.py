@@ -182,7 +182,7 @@ class MultiCollector:
         kernel_notes: list[str] = []
         for ns, child in self._sync():
             try:
-                got, facts = child.collect_raw(protos, states)
+                got, facts = child.collect_raw(protos, states, port=port)
             except (CollectorError, OSError):
                 # Vanished between discovery and the dump: dropped without an error.
                 self._children.pop(ns.key, None)
@@ -190,10 +190,7 @@ class MultiCollector:
                 self._event(f"namespace {host_text(ns.ref.name)} is gone")
                 continue
             ref = ns.ref
-            busy: frozenset[tuple[str, int]] | None = None
-            if port is not None:
-                busy = frozenset((r.proto, r.local_port) for r in got)
-                got = [r for r in got if r.local_port == port]
+            busy = child.ports_seen
             for r in got:
                 r.netns = ref
             records.extend(got)
@@ -209,7 +206,7 @@ class MultiCollector:
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
         limitation = enrich(records, self._owners, self._options, self.kind, complete,
                             option_records=option_records, kernel_covered=all_covered and bool(views),
-                            kernel_note="; ".join(kernel_notes) or None)
+                            kernel_note="; ".join(kernel_notes) or None, only_owners=port is not None)
         notices = self._notices()
         if notices:
             limitation = notices + (f"; {limitation}" if limitation else "")

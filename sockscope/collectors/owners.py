@@ -191,12 +191,14 @@ class OwnerIndex:
             self._owned[pid] = fresh
             self._owned_info[pid] = info
 
-    def lookup(self, inodes: Collection[int], incremental: bool = False) -> Mapping[int, list[Owner]]:
+    def lookup(self, inodes: Collection[int], incremental: bool = False, only: bool = False) -> Mapping[int, list[Owner]]:
         """Every (pid, fd) holding one of `inodes`, with process details: a read-only
         mapping that may hold other sockets' owners too (the index itself, so that a
         refresh of 100,000 sockets builds no second 100,000-entry dict).
 
-        A full lookup readlinks every fd of every process, as `ss -p` does (~100,000
+        `only` (a one-port snapshot, see Collector.snapshot): before any scan, the owners
+        of `inodes` alone are built from one fd-source read, and nothing is kept (the next
+        lookup scans in full). A full lookup readlinks every fd of every process, as `ss -p` does (~100,000
         syscalls on a busy host). An incremental one (for live refreshes) keeps the
         owners of sockets seen before and readlinks only fds that are new since the last
         scan; if that leaves new sockets unresolved (an fd number was reused), it falls
@@ -207,6 +209,10 @@ class OwnerIndex:
         """
         wanted: set[int] | frozenset[int] = inodes if isinstance(inodes, (set, frozenset)) else set(inodes)
         now = time.monotonic()
+        if only and not self._scanned and self.fd_source is not None:
+            found = self._only(wanted)
+            if found is not None:
+                return found
         if not incremental or not self._scanned or now - self._full_at > FULL_INTERVAL:
             return self._full(wanted, now)
         if now - self._meta_at >= META_INTERVAL:
@@ -227,6 +233,31 @@ class OwnerIndex:
         if self.unresolved and now - self._full_at > min(MIN_FULL_INTERVAL, FULL_COST_FACTOR * self._full_cost):
             return self._full(wanted, now)
         return self._by_inode
+
+    def _only(self, wanted: set[int] | frozenset[int]) -> dict[int, list[Owner]] | None:
+        """The owners of `wanted` from one fd-source read (None: the source failed). Only
+        the processes holding one of them are looked at: a check of one port on a host
+        with 100,000 sockets builds a few Owners, not 100,000."""
+        assert self.fd_source is not None
+        table = self.fd_source()
+        if table is None:
+            return None
+        by_inode: dict[int, list[Owner]] = {}
+        for pid, fds in table.items():
+            hits = [(fd, inode) for fd, inode in fds.items() if inode in wanted]
+            if not hits:
+                continue
+            info = self.process(pid)
+            if info is None:
+                continue  # exited meanwhile
+            for fd, inode in hits:
+                by_inode.setdefault(inode, []).append(Owner(pid, fd, info.name, info.user, info.cmdline))
+        for owners in by_inode.values():
+            if len(owners) > 1:
+                owners.sort(key=lambda o: (o.pid, o.fd))
+        self.unresolved = len(wanted - by_inode.keys())
+        self.denied, self.limitation = 0, None
+        return by_inode
 
     def _full(self, wanted: set[int] | frozenset[int], now: float) -> Mapping[int, list[Owner]]:
         self._last_wanted = wanted

@@ -69,6 +69,7 @@ class Collector:
             self._task_files = TaskFileOwners()
             self._owners.fd_source = self._task_files
         self.last_kernel: dict | None = None  # what the BPF iterators read in the last collect_raw()
+        self.ports_seen: frozenset[tuple[str, int]] | None = None  # collect_raw(port=...): ports in use
         self._facts: HostFacts | None = None
         self._facts_at = 0.0
         self.fallback_reason: str | None = None
@@ -179,15 +180,13 @@ class Collector:
     def _snapshot(self, protos: tuple[str, ...], states: set[str] | frozenset[str] | None,
                   port: int | None, fresh: bool) -> Snapshot:
         now = time.time()
-        records, facts = self.collect_raw(protos, states, fresh=fresh)
-        busy: frozenset[tuple[str, int]] | None = None
-        if port is not None:
-            busy = frozenset((r.proto, r.local_port) for r in records)
-            records = [r for r in records if r.local_port == port]
+        records, facts = self.collect_raw(protos, states, fresh=fresh, port=port)
+        busy = self.ports_seen
         complete = states is None and port is None and set(protos) >= {"tcp", "udp"}
         # The decoder's lists make up `records` exactly unless a port filter picked some.
         segments = self._sockdiag.decoder.segments if self._sockdiag is not None and port is None else None
-        limitation = self._enrich(records, facts, complete=complete, fresh=fresh, segments=segments)
+        limitation = self._enrich(records, facts, complete=complete, fresh=fresh, segments=segments,
+                                  only_owners=port is not None)
         if self.fallback_reason:
             limitation = self.fallback_reason + (f"; {limitation}" if limitation else "")
         if self.notice and time.monotonic() < self._notice_until:
@@ -205,12 +204,13 @@ class Collector:
 
     def collect_raw(
         self, protos: Iterable[str] = ("tcp", "udp"), states: set[str] | frozenset[str] | None = None,
-        fresh: bool = False,
+        fresh: bool = False, port: int | None = None,
     ) -> tuple[list[SocketRecord], HostFacts]:
         """The namespace's sockets and facts, without owners and options (MultiCollector
         resolves those once for every namespace together). The BPF iterators are read here,
         inside the namespace (they walk the caller's): `last_kernel`, for apply_kernel()
-        and buckets()."""
+        and buckets(). With `port`, only the sockets with that local port, and
+        `ports_seen` holds every (protocol, local port) in use."""
         self._check_identity()
         if self._ns_fd is None and self.netns is not None:
             raise CollectorError(f"network namespace {self.netns!r} is closed")
@@ -218,11 +218,11 @@ class Collector:
         try:
             with netns_mod.entered_fd(self._ns_fd, repr(self.netns)):
                 facts = self._host_facts(time.monotonic())
-                records = self._collect(protos, states, facts)
+                records = self._collect(protos, states, facts, port)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
                 self.last_kernel = (
-                    self._kernel.read(protos, None if fresh else records, complete=states is None,
+                    self._kernel.read(protos, None if fresh else records, complete=states is None and port is None,
                                       segments=self._sockdiag.decoder.segments if self._sockdiag is not None else None)
                     if self._kernel is not None and self.kind == "sockdiag" else None
                 )
@@ -230,11 +230,13 @@ class Collector:
             raise CollectorError(exc.strerror or str(exc)) from None
         return records, facts
 
-    def _collect(self, protos: tuple[str, ...], states, facts: HostFacts) -> list[SocketRecord]:
+    def _collect(self, protos: tuple[str, ...], states, facts: HostFacts, port: int | None = None) -> list[SocketRecord]:
         if self._sockdiag is not None:
             self._sockdiag.decoder.ifnames = facts.interfaces
             try:
-                return self._sockdiag.collect(protos, states)
+                got = self._sockdiag.collect(protos, states, port)
+                self.ports_seen = self._sockdiag.ports_seen
+                return got
             except PermissionError as exc:
                 if self.method == "sockdiag":
                     raise CollectorError(f"sock_diag dump refused: {exc.strerror or exc}") from None
@@ -242,16 +244,20 @@ class Collector:
                 self.close()
         records = collect_procfs(facts)
         wanted_protos = set(protos)
-        return [
-            r for r in records if r.proto in wanted_protos and (states is None or r.state in states)
-        ]
+        records = [r for r in records if r.proto in wanted_protos and (states is None or r.state in states)]
+        if port is None:
+            self.ports_seen = None
+            return records
+        self.ports_seen = frozenset((r.proto, r.local_port) for r in records)
+        return [r for r in records if r.local_port == port]
 
     def _enrich(self, records: list[SocketRecord], facts: HostFacts, complete: bool = True,
-                fresh: bool = False, segments: list[list[SocketRecord]] | None = None) -> str | None:
+                fresh: bool = False, segments: list[list[SocketRecord]] | None = None,
+                only_owners: bool = False) -> str | None:
         pending, covered, note = self.apply_kernel(records, facts, complete, segments)
         return enrich(records, self._owners, self._options, self.kind, complete,
                       option_records=pending, kernel_covered=covered, kernel_note=note, fresh=fresh,
-                      segments=segments, memo=self._owner_memo)
+                      segments=segments, memo=self._owner_memo, only_owners=only_owners)
 
     def apply_kernel(self, records: list[SocketRecord], facts: HostFacts, complete: bool = False,
                      segments: list[list[SocketRecord]] | None = None) -> tuple[list[SocketRecord], bool, str | None]:
@@ -326,16 +332,19 @@ def enrich(
     fresh: bool = False,
     segments: list[list[SocketRecord]] | None = None,
     memo: OwnerMemo | None = None,
+    only_owners: bool = False,
 ) -> str | None:
     """Owners and options of `records`, in place; one line on what could not be known.
     Socket inodes and cookies are unique host-wide, so one OwnerIndex and one OptionReader
     serve every namespace. `option_records`: the records whose options the BPF iterators
     did not give (pidfd_getfd reads those); None = all of them. `segments` (the lists
     `records` is made of, as the decoder delivered them) with a `memo` kept by the caller
-    skip the lists resolved at the last call."""
+    skip the lists resolved at the last call. `only_owners`: `records` are one port's
+    (a one-shot question): the owners of those sockets alone are looked up (see
+    OwnerIndex.lookup)."""
     notes: list[str] = []
     if owner_index is not None:
-        owners = owner_index.lookup(set(filter(None, map(_inode_of, records))), incremental=True)
+        owners = owner_index.lookup(set(filter(None, map(_inode_of, records))), incremental=True, only=only_owners)
         if segments is None or memo is None:
             if memo is not None:
                 memo.reset()

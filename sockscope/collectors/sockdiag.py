@@ -35,6 +35,7 @@ class SockDiag:
         self._sock: socket.socket | None = open_sock_diag()
         self.decoder = Decoder()
         self.bound_inactive = kernel_has_bound_inactive()
+        self.ports_seen: frozenset[tuple[str, int]] | None = None  # see collect(port=...)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -54,8 +55,13 @@ class SockDiag:
         self._sock = open_sock_diag()
         return self._sock
 
-    def collect(self, protos: Iterable[str] = ("tcp", "udp"), states: set[str] | None = None) -> list[SocketRecord]:
+    def collect(self, protos: Iterable[str] = ("tcp", "udp"), states: set[str] | None = None,
+                port: int | None = None) -> list[SocketRecord]:
+        """The sockets of `protos` in `states` (None: all). With `port`, only those with that
+        local port are decoded, and `ports_seen` holds every (protocol, local port) the
+        dumps held (the ports a one-port snapshot knows to be in use)."""
         out: list[SocketRecord] = []
+        seen: set[tuple[str, int]] = set()
         for proto in protos:
             protocol = PROTOCOLS[proto]
             mask = states_mask(states, bound_inactive=self.bound_inactive and proto == "tcp")
@@ -70,24 +76,30 @@ class SockDiag:
             # those whole. (The kernel walks its established hash twice: ~1 ms per
             # 100,000 sockets. TCP records keep no meaningful order; UDP's do.)
             split = proto == "tcp" and bool(mask & TIME_WAIT_BIT) and bool(mask & ~TIME_WAIT_BIT)
+            ports: set[int] = set()
             for family in (AF_INET, AF_INET6):
                 if not split:
-                    self._dump_one(proto, protocol, family, mask, out)
+                    self._dump_one(proto, protocol, family, mask, out, port, ports)
                     continue
                 start = len(out)
-                self._dump_one(proto, protocol, family, mask & ~TIME_WAIT_BIT, out)
+                self._dump_one(proto, protocol, family, mask & ~TIME_WAIT_BIT, out, port, ports)
                 middle = len(out)
-                self._dump_one(proto, protocol, family, TIME_WAIT_BIT, out)
+                self._dump_one(proto, protocol, family, TIME_WAIT_BIT, out, port, ports)
                 _drop_overtaken(out, start, middle)
-        self.decoder.finish(complete=states is None)
+            seen.update((proto, p) for p in ports)
+        self.decoder.finish(complete=states is None and port is None)
+        self.ports_seen = frozenset(seen) if port is not None else None
         return out
 
-    def _dump_one(self, proto: str, protocol: int, family: int, mask: int, out: list[SocketRecord]) -> None:
+    def _dump_one(self, proto: str, protocol: int, family: int, mask: int, out: list[SocketRecord],
+                  port: int | None = None, ports: set[int] | None = None) -> None:
         start = len(out)
+        attempt: set[int] = set()
 
         def begin():
             del out[start:]  # a retried dump starts from scratch
-            return self.decoder.consumer(proto, out)
+            attempt.clear()
+            return self.decoder.consumer(proto, out, port, attempt if port is not None else None)
 
         # The same sequence number for the same request every time: the replies then hold
         # the same bytes when nothing changed, which the decoder reuses buffer by buffer.
@@ -101,6 +113,8 @@ class SockDiag:
             if exc.errno in (2, 97):  # ENOENT, EAFNOSUPPORT
                 return
             raise
+        if ports is not None:
+            ports |= attempt  # the attempt that completed
 
 
 def _drop_overtaken(out: list[SocketRecord], start: int, middle: int) -> None:

@@ -328,3 +328,21 @@ def test_a_kept_buffer_is_renumbered_after_a_partial_refresh_moved_one_of_its_re
     _refresh(dec, msgs[1], done(), complete=False)  # the middle one alone, at position 0
     out = _refresh(dec, whole, done())
     assert [r.order for r in out] == [0, 1, 2]
+
+
+def test_a_one_port_dump_decodes_that_port_alone_and_keeps_no_buffer():
+    dec = Decoder()
+    buf = _socks(5) + _socks(2, first_cookie=900)  # ports 1000-1004, then 1000-1001 again
+    out: list = []
+    ports: set[int] = set()
+    consume = dec.consumer("tcp", out, 1001, ports)
+    st = DumpState()
+    consume(buf, st)
+    consume(done(), st)
+    dec.finish(complete=False)
+    assert st.done and [(r.local_port, r.cookie) for r in out] == [(1001, 101), (1001, 901)]
+    assert [r.order for r in out] == [0, 1] and ports == {1000, 1001, 1002, 1003, 1004}
+    # The same bytes in a whole refresh: every socket, none missing for a kept buffer.
+    whole = _refresh(dec, buf, done())
+    assert [r.cookie for r in whole] == [100, 101, 102, 103, 104, 900, 901]
+    assert [r.order for r in whole] == list(range(7))

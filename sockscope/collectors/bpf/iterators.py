@@ -225,6 +225,19 @@ class Table:
             self._all = [b for b in known.values() if b is not None]
         return self._all
 
+    def buckets_of_port(self, port: int) -> list[BindBucket]:
+        """The distinct buckets of one port (as buckets() would list them for it), from
+        the rows of that port only."""
+        if self.proto != "tcp":
+            return []
+        out: dict[bytes, BindBucket] = {}
+        for row in self.rows.values():
+            if row[PORT] == port and row[TAIL] not in out:
+                b = self.bucket(row)
+                if b is not None and b.port == port:
+                    out[row[TAIL]] = b
+        return list(out.values())
+
     def flags(self, cookie: int) -> KernelFlags | None:
         t = self.rows.get(cookie)
         if t is None:

@@ -370,6 +370,10 @@ def buckets_by_port(kernel: dict[str, Table], port: int | None = None) -> dict[i
     tcp = kernel.get("tcp")
     if tcp is None:
         return None
+    if port is not None and tcp.by_port is None:
+        # One port (check, why): its sockets' buckets alone, not every port's (~25,000).
+        found = {id(b): b for b in tcp.buckets_of_port(port)}
+        return {port: list(found.values())} if found else {}
     by_port = tcp.by_port
     if by_port is None:  # once per iterator read (a reused read is asked again)
         by_port = {}
