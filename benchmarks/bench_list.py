@@ -56,6 +56,18 @@ def run_timed(cmd: list[str]) -> tuple[float, int, str]:
     return wall, maxrss, out.decode(errors="replace")
 
 
+def busiest_port(ns: str) -> int:
+    """The local port with the most TCP sockets in the namespace."""
+    out = subprocess.run(in_netns(ns, "ss", "-tanH"), capture_output=True, text=True, check=True).stdout
+    counts: dict[int, int] = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            port = int(fields[3].rsplit(":", 1)[1])
+            counts[port] = counts.get(port, 0) + 1
+    return max(counts, key=lambda p: counts[p])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sockets", type=int, default=100_000)
@@ -68,11 +80,15 @@ def main() -> int:
         ns = fx.netns_name
         count = fx.count()
         print(f"fixture: {count} sockets in {ns}, built in {fx.build_seconds:.1f}s")
+        busiest = busiest_port(ns)
         commands = {
             "sockscope list --json": in_netns(ns, SOCKSCOPE, "list", "--json"),
             "ss -tanpe": in_netns(ns, "ss", "-tanpe"),
             "ss -tan": in_netns(ns, "ss", "-tan"),
             "psutil.net_connections": in_netns(ns, sys.executable, "-c", PSUTIL_SNIPPET),
+            # `check` reads one port (the busiest: its sockets are all decoded), ss shows it
+            f"sockscope check (port {busiest})": in_netns(ns, SOCKSCOPE, "check", "tcp", f"127.0.0.1:{busiest}"),
+            f"ss -tanpe sport = :{busiest}": in_netns(ns, "ss", "-tanpe", "sport", "=", f":{busiest}"),
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         sizes: dict[str, int] = {}

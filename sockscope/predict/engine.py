@@ -121,8 +121,9 @@ def _others(snapshot: Snapshot, me: Me, port: int) -> list[Other]:
     return [make_other(r) for r in snapshot.on_port(me.proto, port) if r.state not in NOT_IN_BIND_TABLES or me.proto == "udp"]
 
 
-def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
-    """The port check: (definite blockers, possible blockers, notes)."""
+def _port_blocked(me: Me, others: list[Other], explain: bool = True) -> tuple[list[Blocker], list[Blocker], list[str]]:
+    """The port check: (definite blockers, possible blockers, notes). Without `explain`,
+    a blocker's reason is its rule's sentence alone (see evaluate)."""
     definite: list[Blocker] = []
     possible: list[Blocker] = []
     notes: list[str] = []
@@ -138,18 +139,21 @@ def _port_blocked(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Bloc
                 rule, because = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking])
                 if o.inferred:
                     because += " (its options inferred from the listener it shares the port with)"
-                definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", True, because))
+                definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}" if explain else because, True, because))
             else:
                 rule, text = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking], every_world=False)
                 because = unknown_reason(o, rule, free, text)
-                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}", False, because))
+                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}" if explain else because, False, because))
         return definite, possible, notes
-    return udp_chain(me, others)
+    return udp_chain(me, others, explain)
 
 
-def evaluate(snapshot: Snapshot, cand: Candidate) -> Verdict:
+def evaluate(snapshot: Snapshot, cand: Candidate, explain: bool = True) -> Verdict:
     """Predict bind() (and for a TCP server, listen()) of `cand` against `snapshot`: the
-    verdict, blockers and explanation, without suggestions (answer.check() adds those)."""
+    verdict, blockers and explanation, without suggestions (answer.check() adds those).
+    `explain=False` is for callers that want the verdict alone (a suggestion checked,
+    a time to wait): blockers then carry their rule's sentence without the socket's
+    description, which on a port with 16,000 connections is most of the cost."""
     me, einval_mapped = normalise(snapshot, cand)
     label = candidate_text(me, cand.listen, cand.device)
     early = precheck(snapshot, cand, me, einval_mapped)
@@ -166,7 +170,7 @@ def evaluate(snapshot: Snapshot, cand: Candidate) -> Verdict:
 
     others = _others(snapshot, me, cand.port)
     infer_from_listeners(others)
-    definite, possible, notes = _port_blocked(me, others)
+    definite, possible, notes = _port_blocked(me, others, explain)
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port, cand.device)
     bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
     if bucket_path is not None:

@@ -20,8 +20,9 @@ MAX_PORT_SEARCH = 50
 
 
 def _verdict(snapshot: Snapshot, cand: Candidate) -> Verdict | None:
+    """The verdict alone: a suggestion shows no blocker of its own."""
     try:
-        return evaluate(snapshot, cand)
+        return evaluate(snapshot, cand, explain=False)
     except CandidateError:
         return None
 

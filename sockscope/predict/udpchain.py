@@ -74,8 +74,9 @@ def _unordered_reason(a: Other, b: Other) -> str:
     )
 
 
-def udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker], list[str]]:
-    """The UDP port check: (definite blockers, possible blockers, notes)."""
+def udp_chain(me: Me, others: list[Other], explain: bool = True) -> tuple[list[Blocker], list[Blocker], list[str]]:
+    """The UDP port check: (definite blockers, possible blockers, notes). Without
+    `explain`, a blocker's reason is its rule's sentence alone (engine.evaluate)."""
     results: dict[int, list[tuple[World, UdpOutcome]]] = {id(o): [(w, udp_outcome(me, o, w)) for w in o.worlds] for o in others}
     kinds = {id(o): {outcome for _, outcome in results[id(o)]} for o in others}
     # Sockets that skip in every world never decide: leave them out of the orders.
@@ -133,7 +134,7 @@ def udp_chain(me: Me, others: list[Other]) -> tuple[list[Blocker], list[Blocker]
         else:
             rule, settled = settled_rule(me, o, [(w, udp_rule(me, o, w)) for w in blocking], every_world=False)
             text = unknown_reason(o, rule, free, settled)
-        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}", definite, text))
+        blockers.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {text}" if explain else text, definite, text))
     return (blockers, [], notes) if definite else ([], blockers, notes)
 
 

@@ -26,7 +26,7 @@ def ok_after_s(snapshot: Snapshot, cand: Candidate, verdict: Verdict) -> float |
     if not all(r.timewait and r.timer is not None for r in recs):
         return None
     try:
-        later = evaluate(without(snapshot, recs), cand)
+        later = evaluate(without(snapshot, recs), cand, explain=False)
     except CandidateError:
         return None
     if later.verdict != "ok":
@@ -38,7 +38,7 @@ def succeeds_now_with_reuseaddr(snapshot: Snapshot, cand: Candidate) -> bool:
     if cand.reuseaddr:
         return False
     try:
-        return evaluate(snapshot, replace(cand, reuseaddr=True)).verdict == "ok"
+        return evaluate(snapshot, replace(cand, reuseaddr=True), explain=False).verdict == "ok"
     except CandidateError:
         return False
 
