@@ -121,29 +121,59 @@ def _others(snapshot: Snapshot, me: Me, port: int) -> list[Other]:
     return [make_other(r) for r in snapshot.on_port(me.proto, port) if r.state not in NOT_IN_BIND_TABLES or me.proto == "udp"]
 
 
-def _port_blocked(me: Me, others: list[Other], explain: bool = True) -> tuple[list[Blocker], list[Blocker], list[str]]:
+def _alike(others: list[Other]) -> list[Other]:
+    """For each socket, the first socket of the port alike in everything the TCP rules,
+    the inference from listeners and their sentences read: address, state (listening,
+    timewait, orphan), options, device and uid. A port with 16,000 connections from one
+    listener has a handful of such kinds, and every candidate a check tries (suggestions
+    included) meets each kind once instead of each socket."""
+    firsts: dict[tuple, Other] = {}
+    out: list[Other] = []
+    for o in others:
+        r = o.rec
+        key = (o.addr, r.state, r.timewait, not r.inode, r.reuseaddr, r.reuseport, r.v6only, r.ifindex, r.uid)
+        out.append(firsts.setdefault(key, o))
+    return out
+
+
+def _tcp_outcome(me: Me, o: Other) -> tuple[bool, str, str] | None:
+    """Whether `o` blocks `me` in every world, in some or in none: (definite, rule,
+    sentence), None when it never blocks."""
+    results = [(w, tcp_blocks(me, o, w)) for w in o.worlds]
+    blocking = [w for w, b in results if b]
+    free = [w for w, b in results if not b]
+    if not blocking:
+        return None
+    if not free:
+        rule, because = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking])
+        if o.inferred:
+            because += " (its options inferred from the listener it shares the port with)"
+        return True, rule, because
+    rule, text = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking], every_world=False)
+    return False, rule, unknown_reason(o, rule, free, text)
+
+
+def _port_blocked(me: Me, others: list[Other], explain: bool = True,
+                  alike: list[Other] | None = None) -> tuple[list[Blocker], list[Blocker], list[str]]:
     """The port check: (definite blockers, possible blockers, notes). Without `explain`,
-    a blocker's reason is its rule's sentence alone (see evaluate)."""
+    a blocker's reason is its rule's sentence alone (see evaluate). `alike` (TCP): each
+    socket's first look-alike (_alike), whose outcome it shares."""
     definite: list[Blocker] = []
     possible: list[Blocker] = []
     notes: list[str] = []
     if me.proto == "tcp":
-        for o in others:
-            results = [(w, tcp_blocks(me, o, w)) for w in o.worlds]
-            blocking = [w for w, b in results if b]
-            free = [w for w, b in results if not b]
-            if not blocking:
-                continue
-            rule = tcp_rule(me, o, blocking[0])
-            if not free:
-                rule, because = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking])
-                if o.inferred:
-                    because += " (its options inferred from the listener it shares the port with)"
-                definite.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}" if explain else because, True, because))
+        outcomes: dict[int, tuple[bool, str, str] | None] = {}
+        for o, first in zip(others, alike if alike is not None else others):
+            key = id(first)
+            if key in outcomes:
+                outcome = outcomes[key]
             else:
-                rule, text = settled_rule(me, o, [(w, tcp_rule(me, o, w)) for w in blocking], every_world=False)
-                because = unknown_reason(o, rule, free, text)
-                possible.append(Blocker(o.rec, rule, f"{describe(o.rec)}: {because}" if explain else because, False, because))
+                outcome = outcomes[key] = _tcp_outcome(me, first)
+            if outcome is None:
+                continue
+            sure, rule, because = outcome
+            (definite if sure else possible).append(
+                Blocker(o.rec, rule, f"{describe(o.rec)}: {because}" if explain else because, sure, because))
         return definite, possible, notes
     return udp_chain(me, others, explain)
 
@@ -169,8 +199,18 @@ def evaluate(snapshot: Snapshot, cand: Candidate, explain: bool = True) -> Verdi
         return check_ephemeral(snapshot, me, label)
 
     others = _others(snapshot, me, cand.port)
-    infer_from_listeners(others)
-    definite, possible, notes = _port_blocked(me, others, explain)
+    alike: list[Other] | None = None
+    if me.proto == "tcp":
+        # Look-alikes are narrowed alike: infer once per kind, then share the result.
+        alike = _alike(others)
+        kinds = list({id(o): o for o in alike}.values())
+        infer_from_listeners(kinds)
+        for o, first in zip(others, alike):
+            if o is not first:
+                o.worlds, o.inferred = first.worlds, first.inferred
+    else:
+        infer_from_listeners(others)
+    definite, possible, notes = _port_blocked(me, others, explain, alike)
     endpoint = format_endpoint(me.addr.family, me.addr.text, me.port, cand.device)
     bucket_path = tcp_fast_path(snapshot.tcp_buckets, me, bool(others))
     if bucket_path is not None:
