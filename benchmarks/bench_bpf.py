@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fixture import Fixture
+from fixture import Fixture, in_netns
 
 SNIPPET = r"""
 import json, sys, time
@@ -61,10 +61,6 @@ print(json.dumps(out))
 """
 
 
-def in_ns(ns: str, *cmd: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *cmd]
-
-
 def timed(cmd: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
@@ -89,16 +85,16 @@ def main() -> int:
             res.setdefault(name, []).append(value)
 
         for _ in range(args.rounds):
-            wall, _ = timed(in_ns(ns, "ss", "-tan"))
+            wall, _ = timed(in_netns(ns, "ss", "-tan"))
             add("ss -tan", wall)
-            _, out = timed(in_ns(ns, sys.executable, "-c", SNIPPET, "iter"))
+            _, out = timed(in_netns(ns, sys.executable, "-c", SNIPPET, "iter"))
             it = json.loads(out)
             info["iter"] = it
             add("iterator load (once per Collector)", it["load"])
             add("iterator read (tcp+udp)", it["read"])
             add("iterator read + decode", it["read"] + it["decode"])
             for mode, label in (("bpf", "kernel flags"), ("pidfd", "pidfd flags")):
-                _, out = timed(in_ns(ns, sys.executable, "-c", SNIPPET, mode))
+                _, out = timed(in_netns(ns, sys.executable, "-c", SNIPPET, mode))
                 snap = json.loads(out)
                 info[mode] = snap
                 add(f"snapshot cold, {label}", snap["cold"])

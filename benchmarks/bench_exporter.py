@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from fixture import Fixture  # noqa: E402
+from fixture import Fixture, in_netns  # noqa: E402
 
 from sockscope.exporter.runner import ExporterRunner  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> int:
         fams = []
         for _ in range(args.rounds):
             start = time.perf_counter()
-            subprocess.run(["ip", "netns", "exec", ns, "ss", "-tan"], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(in_netns(ns, "ss", "-tan"), stdout=subprocess.DEVNULL, check=True)
             ss.append(time.perf_counter() - start)
             start = time.perf_counter()
             fams = runner.collect_once()

@@ -27,9 +27,11 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
+from fixture import in_netns  # noqa: E402
 from kit.netns import Netns  # noqa: E402
 
 from sockscope.collectors import netns as netns_mod  # noqa: E402
@@ -61,7 +63,7 @@ MODES = ("detached", "attached, counting this namespace", "attached, watching an
 
 
 def run_cycles(ns: Netns, n: int) -> dict[str, float]:
-    out = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-c", CYCLES, str(n)],
+    out = subprocess.run(in_netns(ns.name, sys.executable, "-c", CYCLES, str(n)),
                          capture_output=True, text=True, timeout=3600, check=True)
     return json.loads(out.stdout)
 
@@ -86,7 +88,7 @@ def ss_cost(ns: Netns, runs: int = 7) -> float:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(["ip", "netns", "exec", ns.name, "ss", "-tan"], capture_output=True, check=True)
+        subprocess.run(in_netns(ns.name, "ss", "-tan"), capture_output=True, check=True)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

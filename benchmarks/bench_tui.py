@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fixture import Fixture  # noqa: E402
+from fixture import Fixture, in_netns  # noqa: E402
 
 from sockscope.tui import SockscopeApp  # noqa: E402
 
@@ -42,7 +42,7 @@ def time_ss(ns: str, rounds: int = 3) -> list[float]:
     out = []
     for _ in range(rounds):
         t = time.perf_counter()
-        subprocess.run(["ip", "netns", "exec", ns, "ss", "-tan"], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(in_netns(ns, "ss", "-tan"), stdout=subprocess.DEVNULL, check=True)
         out.append(time.perf_counter() - t)
     return out
 
@@ -166,7 +166,7 @@ def main() -> int:
         print(f"peak RSS: {rss:.0f} MiB")
 
     if args.netns:
-        out = subprocess.run(["ip", "netns", "exec", args.netns, "ss", "-tanH"], capture_output=True, text=True)
+        out = subprocess.run(in_netns(args.netns, "ss", "-tanH"), capture_output=True, text=True)
         run(args.netns, out.stdout.count("\n"))
     else:
         with Fixture(n=args.sockets) as fx:

@@ -235,7 +235,7 @@ class Fixture:
         self.ns.delete()
 
     def count(self) -> int:
-        out = subprocess.run(["ip", "netns", "exec", self.ns.name, "ss", "-tuanH"], capture_output=True,
+        out = subprocess.run(in_netns(self.ns.name, "ss", "-tuanH"), capture_output=True,
                              text=True, check=True).stdout
         return out.count("\n")
 
