@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         server, _thread = start_http_server(port, addr=host, registry=runner.registry)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Runs for days: what the collectors hold stays out of the GC's walks (gcpause.py).
+    from sockscope.collectors.gcpause import freeze_between_refreshes
+
+    freeze_between_refreshes()
     runner.collect_once()  # the first scrape already has data
     runner.start()
     print(f"sockscope exporter: serving http://{host}:{port}/metrics, collecting every {args.interval:g} s",

@@ -17,6 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 from sockscope.collectors.events import Churn
+from sockscope.collectors.gcpause import gc_paused
 from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 
 from .columns import (
@@ -398,7 +399,10 @@ class BuildQueue:
                 frame, settings, dirty = self._frame, self._settings, self._dirty
                 self._frame, self._dirty, self._pending = None, set(), False
             try:
-                views = self.builder.build(frame, settings, dirty)
+                # 100,000 rows of acyclic tuples: no collector walks while they are made,
+                # and they are frozen with the rest when done (collectors/gcpause.py).
+                with gc_paused():
+                    views = self.builder.build(frame, settings, dirty)
             except Exception as exc:  # noqa: BLE001 - a bug here must not kill the UI silently
                 if self.on_error is not None:
                     self.on_error(f"view builder: {type(exc).__name__}: {exc}")
