@@ -184,7 +184,7 @@ def port_key(r: SocketRecord) -> int:
     return (((r.local_port << 132) | addr_key(r.local_addr)) << 1) | (r.proto == "udp")
 
 
-def group_key(r: SocketRecord) -> int:
+def group_sort_key(r: SocketRecord) -> int:
     """Protocol (TCP first), then address, then port."""
     return ((r.proto == "udp") << 148) | (addr_key(r.local_addr) << 16) | r.local_port
 
@@ -230,7 +230,7 @@ LEFT = Column("left", "Left", 5, left_text, expires_key, align="right")
 UID = Column("uid", "UID", 6, lambda r, c: str(r.uid), attr("uid"), align="right", priority=4)
 INODE = Column("inode", "Inode", 9, lambda r, c: str(r.inode), attr("inode"), align="right", priority=5)
 COOKIE = Column("cookie", "Cookie", 10, lambda r, c: str(r.cookie), attr("cookie"), align="right", priority=6)
-GROUP = Column("group", "Grp", 3, group_text, group_key)
+GROUP = Column("group", "Grp", 3, group_text, group_sort_key)
 STATE6 = Column("state", "State", 6, STATE.text, STATE.sort)
 LOCAL_BY_PORT = Column("local", "Local", 18, local_text, port_key, flex=3, shorten="middle")
 

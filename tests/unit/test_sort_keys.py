@@ -37,7 +37,7 @@ def test_int_keys_order_rows_as_the_tuples_did() -> None:
         "port": lambda r: (r.local_port, _addr_tuple(r.local_addr), r.proto),
         "group": lambda r: (r.proto, _addr_tuple(r.local_addr), r.local_port),
     }
-    new = {"local": C.local_key, "peer": C.peer_key, "port": C.port_key, "group": C.group_key}
+    new = {"local": C.local_key, "peer": C.peer_key, "port": C.port_key, "group": C.group_sort_key}
     for seed in range(5):
         rows = _records(2000, seed)
         for name in old:
