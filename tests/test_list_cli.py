@@ -73,6 +73,15 @@ def test_filters(scene):
     assert {r["state"] for r in rows} == {"LISTEN", "TIME-WAIT"}
     rows = json.loads(sockscope("list", "--json", "--netns", ns.name, "--port", "8081").stdout)
     assert rows and {r["local_port"] for r in rows} == {8081}
+    # `--port` takes a one-port snapshot: the same objects as the whole listing's, for
+    # every port of the scene (TCP and UDP, states, owners, options), in the same order.
+    def settled(rows):  # timers count down between the two runs
+        return [{**r, "timer": r["timer"] and r["timer"]["kind"]} for r in rows]
+
+    everything = settled(json.loads(sockscope("list", "--json", "--netns", ns.name).stdout))
+    for port in sorted({r["local_port"] for r in everything}):
+        one = settled(json.loads(sockscope("list", "--json", "--netns", ns.name, "--port", str(port)).stdout))
+        assert one == [r for r in everything if r["local_port"] == port], port
     pid = made["udp6_conn"].holder.pid
     rows = json.loads(sockscope("list", "--json", "--netns", ns.name, "--pid", str(pid)).stdout)
     assert rows and all(any(o["pid"] == pid for o in r["owners"]) for r in rows)

@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         protos = ("tcp",)
     elif args.udp and not args.tcp:
         protos = ("udp",)
-    snapshot = take_snapshot(args, states=wanted, protos=protos)
+    # `-p PORT`: a one-port snapshot decodes, and finds owners for, that port's sockets only.
+    snapshot = take_snapshot(args, states=wanted, protos=protos, port=port)
     if snapshot.limitation:
         warn(snapshot.limitation)
     records = select(snapshot, port, pid)
