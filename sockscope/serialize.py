@@ -92,12 +92,17 @@ def records_to_json(records: Iterable[SocketRecord]) -> str:
                 src_s = sources[skey] = _dumps(src, separators=(",", ":"))
         else:
             src_s = "{}"
-        out.append(
+        # Two f-strings: one of more than 30 parts compiles to "".join([...]) instead of
+        # the BUILD_STRING opcode (CPython's STACK_USE_GUIDELINE), ~0.4 µs more a record.
+        head = (
             f'{{"proto":"{r.proto}","family":{r.family},"state":"{r.state}",'
             f'"local_addr":"{r.local_addr}","local_port":{r.local_port},'
             f'"peer_addr":"{r.peer_addr}","peer_port":{r.peer_port},"uid":{r.uid},'
             f'"inode":{r.inode},"cookie":{r.cookie},"device":{dev_s},'
-            f'"v6only":{b[r.v6only] if r.family == 6 else "null"},'
+        )
+        out.append(
+            head
+            + f'"v6only":{b[r.v6only] if r.family == 6 else "null"},'
             f'"reuseaddr":{b[r.reuseaddr]},"reuseport":{b[r.reuseport]},'
             f'"pid":{pid_s},"process":{proc_s},"owners":{owners_s},'
             f'"recv_q":{r.recv_q},"send_q":{r.send_q},"timer":{timer_s},"option_source":{src_s}{ns_s}}}'
