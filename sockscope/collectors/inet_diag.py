@@ -156,6 +156,7 @@ class Decoder:
         self._blocks_unsure = False
         self._retried = False
         self._live: dict[str, int] = {}  # records of each protocol in the last complete refresh
+        self._finished = False  # a refresh has ended: lookups can find something
         self._mark: tuple[str, list[SocketRecord], int, int] | None = None
         self.segments: list[list[SocketRecord]] = []  # of the last refresh: see finish()
 
@@ -198,6 +199,7 @@ class Decoder:
         self._delivered = {}
         self._current_buffers = {}
         self._mark = None
+        self._finished = True
         bound = 2 * self.reusable + ADDR_CACHE_SLACK
         if len(self.addr4) > bound:
             self.addr4.clear()
@@ -244,6 +246,9 @@ class Decoder:
         previous_buffers = self._previous_buffers
         current_buffers = self._current_buffers
         trust_blocks = not self._blocks_unsure
+        # The first refresh (every dump of it, retried ones too) decodes every message
+        # without looking it up: the index only holds what this refresh itself put there.
+        first = not self._finished
 
         def decode(data: bytes, off: int, length: int, order: int) -> SocketRecord | None:
             """The record of the socket message at `off` (None: a family not ours)."""
@@ -335,8 +340,7 @@ class Decoder:
                 # are kept (no NLMSG_DONE, no error, no NLM_F_DUMP_INTR).
                 deliver(recs, order, data, bkey, whole=True)
                 return
-            if not messages:
-                # The first refresh: nothing to look up, every message is decoded.
+            if first or not messages:
                 consume_each(data, st, order, bkey)
                 return
             end = len(data)
@@ -402,7 +406,7 @@ class Decoder:
                         if sport != only_port:
                             off += (length + 3) & ~3
                             continue
-                    rec = lookup(data[off + hdr_size : off + length]) if messages else None
+                    rec = lookup(data[off + hdr_size : off + length]) if messages and not first else None
                     if rec is None:
                         rec = decode(data, off, length, order)
                     if rec is not None:
