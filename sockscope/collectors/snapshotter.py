@@ -8,7 +8,6 @@ host facts (re-read every FACTS_TTL seconds: interfaces and sysctls change rarel
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from operator import attrgetter
@@ -71,7 +70,6 @@ class Collector:
             self._owners.fd_source = self._task_files
         self.last_kernel: dict | None = None  # what the BPF iterators read in the last collect_raw()
         self.ports_seen: frozenset[tuple[str, int]] | None = None  # collect_raw(port=...): ports in use
-        self._load_error: BaseException | None = None  # from _load_bpf_meanwhile's thread
         self._facts: HostFacts | None = None
         self._facts_at = 0.0
         self.fallback_reason: str | None = None
@@ -220,15 +218,7 @@ class Collector:
         try:
             with netns_mod.entered_fd(self._ns_fd, repr(self.netns)):
                 facts = self._host_facts(time.monotonic())
-                loader = self._load_bpf_meanwhile()
-                try:
-                    records = self._collect(protos, states, facts, port)
-                finally:
-                    if loader is not None:
-                        loader.join()
-                if self._load_error is not None:
-                    error, self._load_error = self._load_error, None
-                    raise error
+                records = self._collect(protos, states, facts, port)
                 # After the dump: every socket it holds that is still alive is in the
                 # iterator, which reads the namespace this thread is in.
                 self.last_kernel = (
@@ -239,25 +229,6 @@ class Collector:
         except FileNotFoundError as exc:
             raise CollectorError(exc.strerror or str(exc)) from None
         return records, facts
-
-    def _load_bpf_meanwhile(self) -> threading.Thread | None:
-        """Before the first dump: a thread that loads the BPF iterators (the kernel's BTF
-        parsed, the programs verified: ~0.08 s, much of it in the kernel, outside the GIL)
-        while this thread waits on the dump's replies. None when there is nothing to load."""
-        work = [p for p in (self._kernel, self._task_files) if p is not None and not p.prepared]
-        if not work:
-            return None
-
-        def load() -> None:
-            try:
-                for part in work:
-                    part.prepare()
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                self._load_error = exc
-
-        thread = threading.Thread(target=load, name="sockscope-bpf-load", daemon=True)
-        thread.start()
-        return thread
 
     def _collect(self, protos: tuple[str, ...], states, facts: HostFacts, port: int | None = None) -> list[SocketRecord]:
         if self._sockdiag is not None:

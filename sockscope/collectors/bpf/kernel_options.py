@@ -66,22 +66,6 @@ class KernelOptions:
         self.applied_complete = False  # ... and whether it was given every socket
 
     @property
-    def prepared(self) -> bool:
-        return self._tried
-
-    def prepare(self) -> None:
-        """Load the iterators (parse the kernel's BTF, have the programs verified) unless
-        done: the first read() does it otherwise. The Collector calls it in another thread
-        while its first dump runs (one call at a time: the thread is joined before read)."""
-        if self._tried:
-            return
-        self._tried = True
-        try:
-            self._its = SocketIterators.open(pin_dir=self.pin_dir, allow_load=self.allow_load)
-        except BpfUnavailable as exc:
-            self.unavailable = str(exc)
-
-    @property
     def iterators(self) -> SocketIterators | None:
         return self._its
 
@@ -97,7 +81,12 @@ class KernelOptions:
         each of which shows in the dump as a new cookie or a new state. `complete` is False
         when `records` holds only some states (the TUI's listening-only refresh): they are
         then checked against what the last full dump saw."""
-        self.prepare()
+        if not self._tried:
+            self._tried = True
+            try:
+                self._its = SocketIterators.open(pin_dir=self.pin_dir, allow_load=self.allow_load)
+            except BpfUnavailable as exc:
+                self.unavailable = str(exc)
         its = self._its
         self.last_error = None
         out: dict[str, Table] = {}

@@ -117,24 +117,15 @@ class TaskFileOwners:
         self._tried = False
         self.unavailable: str | None = None
 
-    @property
-    def prepared(self) -> bool:
-        return self._tried
-
-    def prepare(self) -> None:
-        """Load the iterator unless done (see KernelOptions.prepare)."""
-        if self._tried:
-            return
-        self._tried = True
-        try:
-            self._files = TaskFiles()
-        except BpfUnavailable as exc:
-            self.unavailable = str(exc)
-
     def __call__(self) -> dict[int, dict[int, int]] | None:
         """pid -> {fd: socket inode} for every process, from one iterator read; None =
         unavailable (then OwnerIndex scans /proc)."""
-        self.prepare()
+        if not self._tried:
+            self._tried = True
+            try:
+                self._files = TaskFiles()
+            except BpfUnavailable as exc:
+                self.unavailable = str(exc)
         if self._files is None:
             return None
         try:
