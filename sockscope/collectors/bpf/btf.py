@@ -71,16 +71,18 @@ class Btf:
         base = hdr_len
         if base + type_off + type_len > len(blob) or base + str_off + str_len > len(blob):
             raise BtfError("BTF sections run past the end of the blob")
-        self.blob = blob
-        self._types = memoryview(blob)[base + type_off : base + type_off + type_len]
+        types = memoryview(blob)[base + type_off : base + type_off + type_len]
         self._strs = bytes(blob[base + str_off : base + str_off + str_len])
-        self._type_base = base + type_off
         if type_len % 4:
             raise BtfError("BTF type section is not a whole number of 32-bit words")
         self._words = array("I")
-        self._words.frombytes(self._types)
-        if sys.byteorder != "little":  # the blob is little-endian (the magic said so)
+        self._words.frombytes(types)
+        if sys.byteorder == "little":
+            # The words' own bytes are the type section: the 5 MB blob is not kept twice.
+            self._types = memoryview(self._words).cast("B")
+        else:  # the blob is little-endian (the magic said so): swap the words, keep the bytes
             self._words.byteswap()
+            self._types = types
         self._starts = self._index()  # type id -> word index of its record
         self._by_name: dict[bytes, list[int]] = {}
         self._names: bytes | None = None  # type id -> name offset, as little-endian words
