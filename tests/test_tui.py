@@ -362,7 +362,16 @@ async def test_pause_resume_refresh_help_palette(scene):
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)
         await pilot.press(*"TIME_WAIT grouping")
-        await pilot.pause(0.3)
+        # The palette searches in a worker: wait (bounded) until a command is highlighted,
+        # not a fixed 0.3 s a loaded machine may not honour.
+        from textual.command import CommandList
+
+        commands = app.screen.query_one(CommandList)
+        for _ in range(500):
+            if commands.highlighted is not None and commands.option_count:
+                break
+            await pilot.pause(0.01)
+        assert commands.highlighted is not None, "the palette found no command"
         await pilot.press("enter")
         await app.settled()
         assert not app.settings.tw_grouped
