@@ -450,3 +450,20 @@ def test_bad_netns_is_a_usage_error():
     out = subprocess.run([sys.executable, "-m", "sockscope", "--netns", "no-such-ns-here"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no network namespace" in out.stderr
+
+
+async def test_worker_messages_after_the_widgets_are_gone_are_dropped(scene):
+    # A refresh, a bind check's blockers or a collector failure delivered while the app
+    # shuts down (the screen's widgets removed) must not end the session with a crash; a
+    # ViewsReady processed during shutdown made test runs fail now and then.
+    from sockscope.tui.messages import BlockersFound, CollectorFailed, ViewsReady
+
+    ns, _made, _root = scene
+    app = make_app(ns)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        views = app.views
+    assert views is not None  # the app has exited: its screens and widgets are gone
+    app.on_views_ready(ViewsReady(views))
+    app.on_blockers_found(BlockersFound(frozenset(), ""))
+    app.on_collector_failed(CollectorFailed("gone"))

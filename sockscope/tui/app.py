@@ -145,16 +145,26 @@ class SockscopeApp(App[int]):
     def _deliver_error(self, error: str) -> None:  # any thread
         self.post_message(CollectorFailed(error))
 
+    # Messages from the worker threads can arrive while the app shuts down (`q` pressed as
+    # a refresh is delivered), when the screen's widgets are already gone: then they are
+    # dropped, as on_signals_ready does, rather than ending the session with a crash.
+
     def on_views_ready(self, message: ViewsReady) -> None:
-        self.apply_views(message.views)
+        try:
+            self.apply_views(message.views)
+        except NoMatches:  # arrived while the app shuts down
+            pass
 
     def on_collector_failed(self, message: CollectorFailed) -> None:
         self.error = message.error
         if self.error_since is None:
             self.error_since = self.clock()
         self.error_seq = self.views.frame.seq if self.views is not None else -1
-        self._show_stale()
-        self._update_header()
+        try:
+            self._show_stale()
+            self._update_header()
+        except NoMatches:  # arrived while the app shuts down
+            pass
 
     def _show_stale(self) -> None:
         """A failed collection gets its own line, above the panes, so that it is readable
@@ -549,7 +559,10 @@ class SockscopeApp(App[int]):
                                          uid=like.uid if like is not None else os.getuid(), like=like))
 
     def on_blockers_found(self, message: BlockersFound) -> None:
-        self.set_blockers(message.blockers, message.text)
+        try:
+            self.set_blockers(message.blockers, message.text)
+        except NoMatches:  # arrived while the app shuts down
+            pass
 
     def action_free_port(self) -> None:
         from .screens import FreePortScreen
