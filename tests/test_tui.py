@@ -467,3 +467,4 @@ async def test_worker_messages_after_the_widgets_are_gone_are_dropped(scene):
     app.on_views_ready(ViewsReady(views))
     app.on_blockers_found(BlockersFound(frozenset(), ""))
     app.on_collector_failed(CollectorFailed("gone"))
+    app._tick()

@@ -232,9 +232,12 @@ class SockscopeApp(App[int]):
 
     def _tick(self) -> None:
         """Once a second: timers count down and new-row marks fade (visible rows only)."""
-        self.table().refresh()
-        if self.poller.stats is not self._shown_stats and self.views is not None:
-            self._update_header()  # the poller's cost changes on idle ticks too (no new views)
+        try:
+            self.table().refresh()
+            if self.poller.stats is not self._shown_stats and self.views is not None:
+                self._update_header()  # the poller's cost changes on idle ticks too (no new views)
+        except NoMatches:  # a tick while the app shuts down
+            pass
 
     # ------------------------------------------------------------ header, tabs
 
