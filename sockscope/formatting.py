@@ -6,7 +6,7 @@ output built from these helpers is safe for a terminal; JSON does not use them.
 
 from __future__ import annotations
 
-from sockscope.model import Owner, SocketRecord
+from sockscope.model import SocketRecord, first_owner
 from sockscope.sanitize import host_text
 
 
@@ -36,20 +36,14 @@ def endpoint(addr: str, port: int, family: int, device: str | None = None, peer:
 def owner_text(r: SocketRecord, with_user: bool = False) -> str:
     """"nginx/812 www +2": the lowest (pid, fd) holder, and how many other processes hold it."""
     owners = r.owners
-    if not owners:
+    first = first_owner(owners)
+    if first is None:
         return ""
-    if len(owners) == 1:  # nearly every socket: no min() or set to build (100,000 rows a `list`)
-        first, more = owners[0], 0
-    else:
-        first = min(owners, key=_pid_fd)
-        more = len({o.pid for o in owners}) - 1
+    # One owner, nearly every socket: no set to build (100,000 rows a `list`).
+    more = len({o.pid for o in owners}) - 1 if len(owners) > 1 else 0
     text = f"{host_text(first.process)}/{first.pid}"
     if with_user and first.user:
         text += f" {host_text(first.user)}"
     if more:
         text += f" +{more}"
     return text
-
-
-def _pid_fd(o: Owner) -> tuple[int, int]:
-    return (o.pid, o.fd)

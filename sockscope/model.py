@@ -64,6 +64,19 @@ class Owner:
         return {"pid": self.pid, "fd": self.fd, "process": self.process, "user": self.user}
 
 
+def owner_order(o: Owner) -> tuple[int, int]:
+    """The order of a socket's owners: by pid, then fd."""
+    return (o.pid, o.fd)
+
+
+def first_owner(owners: list[Owner]) -> Owner | None:
+    """The owner a socket is shown by: the lowest (pid, fd). (The collectors keep owner
+    lists in that order; a single owner, nearly every socket, costs no min().)"""
+    if not owners:
+        return None
+    return owners[0] if len(owners) == 1 else min(owners, key=owner_order)
+
+
 @dataclass(slots=True, frozen=True)
 class NetnsRef:
     """A network namespace: its identity is the inode of /proc/PID/ns/net (a name can be

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from sockscope.model import Owner
+from sockscope.model import Owner, owner_order
 
 PROC = "/proc"
 FULL_INTERVAL = 30.0
@@ -104,8 +104,8 @@ class OwnerIndex:
         # socket it wants does not scan, and must not forget them).
         self._stale: set[int] = set()
         # Optional faster source for full scans (the BPF task-file iterator,
-        # collectors/bpf/task_files.py): (by_inode, fds, owned) as _scan builds them, with
-        # only socket fds in fds; None to fall back to the scan.
+        # collectors/bpf/task_files.py): pid -> {fd: socket inode} for every process;
+        # None to fall back to the scan.
         self.fd_source: Callable[[], dict[int, dict[int, int]] | None] | None = None
 
     def user_name(self, uid: int) -> str:
@@ -198,7 +198,9 @@ class OwnerIndex:
 
         `only` (a one-port snapshot, see Collector.snapshot): before any scan, the owners
         of `inodes` alone are built from one fd-source read, and nothing is kept (the next
-        lookup scans in full). A full lookup readlinks every fd of every process, as `ss -p` does (~100,000
+        lookup scans in full).
+
+        A full lookup readlinks every fd of every process, as `ss -p` does (~100,000
         syscalls on a busy host). An incremental one (for live refreshes) keeps the
         owners of sockets seen before and readlinks only fds that are new since the last
         scan; if that leaves new sockets unresolved (an fd number was reused), it falls
@@ -242,7 +244,7 @@ class OwnerIndex:
         table = self.fd_source()
         if table is None:
             return None
-        by_inode: dict[int, list[Owner]] = {}
+        owned: list[tuple[int, Owner]] = []
         for pid, fds in table.items():
             hits = [(fd, inode) for fd, inode in fds.items() if inode in wanted]
             if not hits:
@@ -250,11 +252,8 @@ class OwnerIndex:
             info = self.process(pid)
             if info is None:
                 continue  # exited meanwhile
-            for fd, inode in hits:
-                by_inode.setdefault(inode, []).append(Owner(pid, fd, info.name, info.user, info.cmdline))
-        for owners in by_inode.values():
-            if len(owners) > 1:
-                owners.sort(key=lambda o: (o.pid, o.fd))
+            owned += [(inode, Owner(pid, fd, info.name, info.user, info.cmdline)) for fd, inode in hits]
+        by_inode = _by_inode(owned)
         self.unresolved = len(wanted - by_inode.keys())
         self.denied, self.limitation = 0, None
         return by_inode
@@ -366,17 +365,22 @@ class OwnerIndex:
     def _install(self, fds: dict[int, dict[str, int]], owned: dict[int, list[tuple[int, Owner]]],
                  infos: dict[int, ProcessInfo]) -> None:
         """Make a scan's per-process results the index: inode -> owners, by (pid, fd)."""
-        by_inode: dict[int, list[Owner]] = {}
-        for pairs in owned.values():
-            for inode, owner in pairs:
-                owners = by_inode.get(inode)
-                if owners is None:
-                    by_inode[inode] = [owner]
-                else:
-                    owners.append(owner)
-        for owners in by_inode.values():
-            if len(owners) > 1:
-                owners.sort(key=lambda o: (o.pid, o.fd))
+        by_inode = _by_inode(pair for pairs in owned.values() for pair in pairs)
         self._fds, self._owned, self._owned_info, self._by_inode = fds, owned, infos, by_inode
         self.version += 1
         self._scanned = True
+
+
+def _by_inode(owned: Iterable[tuple[int, Owner]]) -> dict[int, list[Owner]]:
+    """inode -> its owners in owner_order, from (inode, owner) pairs."""
+    by_inode: dict[int, list[Owner]] = {}
+    for inode, owner in owned:
+        owners = by_inode.get(inode)
+        if owners is None:
+            by_inode[inode] = [owner]
+        else:
+            owners.append(owner)
+    for owners in by_inode.values():
+        if len(owners) > 1:
+            owners.sort(key=owner_order)
+    return by_inode

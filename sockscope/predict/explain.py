@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sockscope.formatting import endpoint
-from sockscope.model import SocketRecord
+from sockscope.model import SocketRecord, first_owner
 from sockscope.sanitize import host_text
 
 from .addresses import format_endpoint
@@ -44,8 +44,8 @@ def local_text(rec: SocketRecord) -> str:
 def owner_parts(rec: SocketRecord) -> list[str]:
     """["pid 812 nginx", "user www"], sanitized: process and user names come from the host."""
     who: list[str] = []
-    if rec.owners:
-        first = min(rec.owners, key=lambda o: (o.pid, o.fd))
+    first = first_owner(rec.owners)
+    if first is not None:
         who.append(f"pid {first.pid} {host_text(first.process)}")
         others = len({o.pid for o in rec.owners}) - 1
         if others:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sockscope.formatting import endpoint, options_text, owner_text
-from sockscope.model import SocketRecord
+from sockscope.model import SocketRecord, first_owner
 from sockscope.sanitize import host_text
 
 Ident = tuple
@@ -190,10 +190,9 @@ def group_sort_key(r: SocketRecord) -> int:
 
 
 def owner_key(r: SocketRecord) -> tuple:
-    owners = r.owners
-    if not owners:
+    o = first_owner(r.owners)
+    if o is None:
         return ("\uffff", 0)
-    o = min(owners, key=lambda o: (o.pid, o.fd)) if len(owners) > 1 else owners[0]
     return (o.process, o.pid)
 
 

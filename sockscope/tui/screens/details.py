@@ -13,7 +13,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
-from sockscope.model import Snapshot, SocketRecord
+from sockscope.model import Snapshot, SocketRecord, owner_order
 
 from sockscope.formatting import endpoint, flag, options_text
 from sockscope.sanitize import host_lines, host_text, terminal_text
@@ -85,7 +85,7 @@ def describe(rec: SocketRecord, snapshot: Snapshot | None, cmdlines: dict[int, l
     head("Owners")
     if not rec.owners:
         t.append("  none known" + (" (TIME_WAIT sockets have no owner)" if rec.state == "TIME-WAIT" else "") + "\n")
-    for o in sorted(rec.owners, key=lambda o: (o.pid, o.fd)):
+    for o in sorted(rec.owners, key=owner_order):
         t.append(f"  {host_text(o.process)}", style="bold")
         t.append(f"  pid {o.pid}  fd {o.fd}  user {host_text(o.user) or '?'}\n")
         cmd = o.cmdline
