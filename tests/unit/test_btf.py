@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -223,3 +224,16 @@ def test_degraded_modes_say_why(tmp_path, monkeypatch) -> None:
     bad.write_bytes(b"garbage" * 10)
     with pytest.raises(BpfUnavailable, match=r"^cannot read the kernel's BTF"):
         SocketIterators.open(btf_path=str(bad))
+
+
+def test_load_reuses_the_parse_of_the_same_file_and_reads_a_changed_one(tmp_path) -> None:
+    path = tmp_path / "vmlinux"
+    path.write_bytes(sample())
+    first = B.load(str(path))
+    assert B.load(str(path)) is first
+    other = bytearray(sample())
+    other[-2] = ord("X")  # another string: another blob, and another size or mtime
+    path.write_bytes(bytes(other) + b"\0")
+    os.utime(path, ns=(1, 1))
+    assert B.load(str(path)) is not first
+    assert len(B._BY_PATH) <= B._CACHE_MAX
