@@ -12,6 +12,7 @@ replaced by a guess (see shared/kernel-bind-rules.md §8).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
@@ -151,8 +152,9 @@ class SocketRecord:
     order: int = 0
     # Where each option came from: "kernel" (read from the kernel's own socket by a BPF
     # iterator), "read" (getsockopt on a pidfd_getfd duplicate), "remembered" (seen by cookie
-    # earlier), "diag" (sock_diag attribute), "inferred". Absent key = unknown.
-    option_source: dict[str, str] | None = None
+    # earlier), "diag" (sock_diag attribute), "inferred". Absent key = unknown. Made by
+    # with_sources(): one shared mapping per distinct content, never changed in place.
+    option_source: Mapping[str, str] | None = None
     # The network namespace the socket lives in; None when only one namespace is read.
     netns: NetnsRef | None = None
     # Read by the BPF socket iterators (collectors/bpf/); None = not read (no BPF, or a socket
@@ -233,6 +235,44 @@ class SocketRecord:
             "option_source": dict(self.option_source) if self.option_source else {},
             **({"netns": self.netns.to_json()} if self.netns is not None else {}),
         }
+
+
+# SocketRecord.option_source values, shared: 100,000 sockets have a handful of distinct
+# ones, and a dict each cost 17 MB and ~60 ms of a cold `list --json` (with the JSON
+# writer's per-record key). Bounded: sources are a few words, so combinations are few;
+# beyond MAX_SHARED_SOURCES a mapping is made per call, as before.
+MAX_SHARED_SOURCES = 64
+_SHARED_SOURCES: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_SHARED_IDS: set[int] = set()  # ids of those dicts: alive for good, so never reused
+_SOURCE_STEPS: dict[tuple[int, str | None, str | None], dict[str, str]] = {}
+
+
+def with_sources(prior: Mapping[str, str] | None, reuse: str | None, v6only: str | None = None) -> Mapping[str, str]:
+    """`prior` with "reuseaddr" and "reuseport" set to `reuse` and "v6only" to `v6only`
+    (None: left as they are); keys keep their places, as dict.update would (the JSON
+    contract prints them in that order). The result is shared: never change it."""
+    shared = prior is None or id(prior) in _SHARED_IDS
+    if shared:
+        step = (0 if prior is None else id(prior), reuse, v6only)
+        got = _SOURCE_STEPS.get(step)
+        if got is not None:
+            return got
+    merged = dict(prior) if prior else {}
+    if reuse is not None:
+        merged["reuseaddr"] = reuse
+        merged["reuseport"] = reuse
+    if v6only is not None:
+        merged["v6only"] = v6only
+    items = tuple(merged.items())
+    found = _SHARED_SOURCES.get(items)
+    if found is None:
+        if len(_SHARED_SOURCES) >= MAX_SHARED_SOURCES:
+            return merged
+        found = _SHARED_SOURCES[items] = merged
+        _SHARED_IDS.add(id(merged))
+    if shared and len(_SOURCE_STEPS) < 4 * MAX_SHARED_SOURCES:
+        _SOURCE_STEPS[step] = found
+    return found
 
 
 @dataclass(slots=True)

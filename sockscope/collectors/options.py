@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Sequence
 
-from sockscope.model import SocketRecord
+from sockscope.model import SocketRecord, with_sources
 
 SYS_PIDFD_OPEN = 434
 SYS_PIDFD_GETFD = 438
@@ -80,13 +80,11 @@ def set_options(rec: SocketRecord, flags: Flags, source: str) -> None:
     rec.reuseaddr = ra
     rec.reuseport = rp
     src = rec.option_source
-    if src is None:
-        src = rec.option_source = {}
-    src["reuseaddr"] = source
-    src["reuseport"] = source
-    if rec.family == 6 and v6 is not None and src.get("v6only") != "diag":
+    if rec.family == 6 and v6 is not None and (src is None or src.get("v6only") != "diag"):
         rec.v6only = v6
-        src["v6only"] = source
+        rec.option_source = with_sources(src, source, source)
+    else:
+        rec.option_source = with_sources(src, source)
     if rec.device is None and dev is not None:
         rec.device = dev
 

@@ -346,3 +346,19 @@ def test_a_one_port_dump_decodes_that_port_alone_and_keeps_no_buffer():
     whole = _refresh(dec, buf, done())
     assert [r.cookie for r in whole] == [100, 101, 102, 103, 104, 900, 901]
     assert [r.order for r in whole] == list(range(7))
+
+
+def test_a_decoder_for_one_refresh_keeps_nothing_and_decodes_the_same():
+    v6 = nlmsg(SOCK_DIAG_BY_FAMILY, diag_msg(family=socket.AF_INET6, src="::", dst="::", cookie=77, inode=7)
+               + attr(11, b"\1"))
+    bufs = (_socks(5) + v6, _socks(3, first_cookie=200), done())
+    kept = _refresh(Decoder(), *bufs)
+    once = Decoder(keep=False)
+    got = _refresh(once, *bufs)
+    assert [r.to_json() for r in got] == [r.to_json() for r in kept]
+    assert [r.order for r in got] == list(range(9))
+    assert once.reusable == 0 and not once._previous_buffers
+    # Asked again (no one-shot command does), it decodes everything anew, still right.
+    again = _refresh(once, *bufs)
+    assert [r.to_json() for r in again] == [r.to_json() for r in kept]
+    assert not {id(r) for r in again} & {id(r) for r in got}

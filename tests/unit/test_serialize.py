@@ -34,3 +34,29 @@ def test_netns_field_only_when_set_and_same_as_json_dumps():
     assert records_to_json([a, b, c]) == want
     assert '"netns"' not in records_to_json([a])
     assert json.loads(records_to_json([b]))[0]["netns"] == {"inode": 4026532288, "name": 'we"b\x1b', "kind": "container"}
+
+
+def test_pieces_join_to_the_same_text_at_every_chunk_boundary(monkeypatch):
+    import sockscope.serialize as S
+
+    monkeypatch.setattr(S, "CHUNK", 3)
+    for n in range(10):
+        recs = [SocketRecord("tcp", 4, "ESTAB", "10.0.0.1", 1000 + i, "10.0.0.2", 80, 0, i, i,
+                             owners=[Owner(10 + i, 3, "p", "root")]) for i in range(n)]
+        pieces = list(S.json_chunks(recs))
+        assert "".join(pieces) == json.dumps([r.to_json() for r in recs], separators=(",", ":")), n
+        assert len(pieces) == max(1, -(-n // 3)) + (1 if n and n % 3 == 0 else 0)  # "]" alone after a full piece
+
+
+def test_shared_option_sources_print_as_their_own_dicts_would():
+    from sockscope.model import with_sources
+
+    diag = with_sources(None, None, "diag")
+    recs = [
+        SocketRecord("tcp", 6, "LISTEN", "::", 1, "::", 0, 0, 1, 2, option_source=with_sources(diag, "kernel")),
+        SocketRecord("tcp", 6, "LISTEN", "::", 2, "::", 0, 0, 3, 4, option_source=with_sources(None, "kernel", "kernel")),
+        SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 3, "0.0.0.0", 0, 0, 5, 6, option_source=with_sources(None, "read")),
+        SocketRecord("tcp", 4, "LISTEN", "0.0.0.0", 4, "0.0.0.0", 0, 0, 7, 8, option_source={"reuseaddr": "read"}),
+    ]
+    assert records_to_json(recs) == json.dumps([r.to_json() for r in recs], separators=(",", ":"))
+    assert list(recs[0].option_source or {}) == ["v6only", "reuseaddr", "reuseport"]

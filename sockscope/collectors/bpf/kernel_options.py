@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from operator import attrgetter, is_
 
-from sockscope.model import BindBucket, HostFacts, SocketRecord
+from sockscope.model import BindBucket, HostFacts, SocketRecord, with_sources
 
 from ..options import set_options
 from .iterators import (
@@ -321,13 +321,11 @@ def _apply_loop(records: Sequence[SocketRecord], kernel: dict[str, Table], facts
         rec.reuseaddr = ra_of[t[RA]]
         rec.reuseport = rp_of[t[RP]]
         src = rec.option_source
-        if src is None:
-            src = rec.option_source = {"reuseaddr": KERNEL, "reuseport": KERNEL}
-        else:
-            src["reuseaddr"] = src["reuseport"] = KERNEL
-        if rec.family == 6 and src.get("v6only") != "diag":  # sock_diag's is the kernel's too
+        if rec.family == 6 and (src is None or src.get("v6only") != "diag"):  # sock_diag's is the kernel's too
             rec.v6only = v6_of[t[V6]]
-            src["v6only"] = KERNEL
+            rec.option_source = with_sources(src, KERNEL, KERNEL)
+        else:
+            rec.option_source = with_sources(src, KERNEL)
         dev = t[DEV]
         if dev and rec.device is None:
             rec.ifindex = rec.ifindex or dev
