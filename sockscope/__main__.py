@@ -1,3 +1,3 @@
-from sockscope.cli import main
+from sockscope.cli import entry
 
-raise SystemExit(main())
+entry()

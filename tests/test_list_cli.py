@@ -65,6 +65,47 @@ def test_json_follows_the_contract(scene):
     assert ra["pid"] == min(o["pid"] for o in ra["owners"])
 
 
+HOLD_UDP = r"""
+import resource, socket, sys
+want = int(sys.argv[1]) + 64
+resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+socks = []
+for port in range(20000, 20000 + int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    socks.append(s)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_command_prints_every_piece_and_its_status_then_exits_at_once(netns, capsys):
+    """`sockscope list --json` as a process: more sockets than one piece of the streamed
+    JSON (serialize.CHUNK), and the exit that leaves the snapshot unfreed (cli.entry) after
+    the last piece and the warnings are out; the same text as main() in this process."""
+    from sockscope.cli import common, main
+    from sockscope.serialize import CHUNK
+
+    n = 2 * CHUNK + 100
+    holder = subprocess.Popen(["nsenter", f"--net={netns.path}", sys.executable, "-c", HOLD_UDP, str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        out = sockscope("list", "--json", "--netns", netns.name)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.endswith("]\n")
+        rows = json.loads(out.stdout)
+        assert sorted(r["local_port"] for r in rows) == list(range(20000, 20000 + n))
+        assert common.left_for_exit is None  # in-process callers keep nothing
+        assert main(["list", "--json", "--netns", netns.name]) == 0
+        assert capsys.readouterr().out == out.stdout
+        bad = sockscope("list", "--json", "--netns", netns.name, "--port", "x")
+        assert bad.returncode == 2 and bad.stdout == "" and "port" in bad.stderr
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
 def test_filters(scene):
     ns, made = scene
     rows = json.loads(sockscope("list", "--json", "--netns", ns.name, "--udp").stdout)

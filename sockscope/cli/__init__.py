@@ -64,6 +64,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> NoReturn:
+    """The `sockscope` command (console script, `python -m sockscope`): main(), and after a
+    one-shot command that took a snapshot, an exit that skips freeing it (see
+    common.left_for_exit). Output is flushed first; an output error takes the usual exit."""
+    from . import common
+
+    common.left_for_exit = []
+    status = main()
+    if common.left_for_exit:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            raise SystemExit(status) from None
+        os._exit(status)
+    raise SystemExit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):

@@ -10,10 +10,10 @@ from sockscope.formatting import endpoint, options_text, owner_text
 from sockscope import states, userinput
 from sockscope.model import Snapshot, SocketRecord
 from sockscope.sanitize import host_text
-from sockscope.serialize import records_to_json
+from sockscope.serialize import json_chunks
 
 from . import UsageError
-from .common import add_collection_arguments, take_snapshot, warn, write_out
+from .common import add_collection_arguments, take_snapshot, warn, write_json_chunks, write_out
 
 OPTIONS_HELP = (
     "The OPT column shows three flags: A = SO_REUSEADDR, P = SO_REUSEPORT, 6 = IPV6_V6ONLY; "
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         warn(snapshot.limitation)
     records = select(snapshot, port, pid)
     if args.json:
-        write_out(records_to_json(records) + "\n", raw=True)
+        write_json_chunks(json_chunks(records))
     else:
         width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
         write_out(render_table(records, width, args.wide))

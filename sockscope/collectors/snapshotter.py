@@ -43,17 +43,20 @@ class Collector:
         resolve_owners: bool = True,
         use_bpf: bool = True,
         follow_name: bool = True,
+        one_shot: bool = False,
     ) -> None:
         """`netns`: an `ip netns` name or a path to a namespace file (None: our own).
         The namespace is opened once and always entered by that descriptor, so its
         identity is its inode. With `follow_name`, each snapshot checks that the name
         still leads to it: a deleted name is an error, a re-created one is re-entered and
         announced in `limitation` (and `notice`). MultiCollector passes False: it follows
-        namespaces by discovery instead."""
+        namespaces by discovery instead. `one_shot`: the collector takes one snapshot (a
+        one-shot command), so the decoder keeps nothing for a warm refresh."""
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
         self.netns = netns
         self.method = method
+        self.one_shot = one_shot
         self.read_options = read_options
         self.resolve_owners = resolve_owners
         self._sockdiag: SockDiag | None = None
@@ -89,7 +92,7 @@ class Collector:
             with netns_mod.entered_fd(self._ns_fd, repr(self.netns)):
                 if self.method in ("auto", "sockdiag"):
                     try:
-                        self._sockdiag = SockDiag()
+                        self._sockdiag = SockDiag(keep=not self.one_shot)
                     except OSError as exc:
                         if self.method == "sockdiag":
                             raise CollectorError(f"sock_diag is not available: {exc.strerror or exc}") from None

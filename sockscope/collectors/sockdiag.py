@@ -31,9 +31,10 @@ class SockDiag:
     """Dumps one namespace's sockets. Create it inside the namespace (the netlink socket
     stays bound to the namespace it was made in); reuse it for warm refreshes."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        """`keep=False`: for one snapshot; nothing is kept for a warm refresh (Decoder)."""
         self._sock: socket.socket | None = open_sock_diag()
-        self.decoder = Decoder()
+        self.decoder = Decoder(keep)
         self.bound_inactive = kernel_has_bound_inactive()
         self.ports_seen: frozenset[tuple[str, int]] | None = None  # see collect(port=...)
 
