@@ -373,3 +373,73 @@ def test_restarted_container_is_announced(cleanup, tmp_path):
         assert any(e.startswith(f"container {name}: its network namespace was deleted and re-created")
                    for e in multi.events)
         assert "re-created" in (snap.limitation or "")
+
+
+def _kernel_scene(cleanup: list, path: str) -> tuple[Holder, int, int]:
+    """In the namespace at `path`: a SO_REUSEADDR listener on PORT, and a client with
+    SO_REUSEPORT that connected and closed first (TIME-WAIT: no descriptor to read)."""
+    h = Holder(path)
+    cleanup.append(h.stop)
+    lst = h.socket("tcp", 4, reuseaddr=True)
+    assert h.bind(lst, "127.0.0.1", PORT) is None and h.listen(lst) is None
+    client = h.socket("tcp", 4, reuseport=True)
+    h.connect(client, "127.0.0.1", PORT)
+    served = h.accept(lst)
+    h.close(client)  # the active close: the client's side waits in TIME-WAIT
+    h.close(served)
+    return h, lst, client
+
+
+def test_every_namespace_reads_flags_buckets_and_owners_from_the_kernel(netns, unshared, cleanup):
+    """--all-netns reads as one namespace does: flags of every socket (TIME-WAIT too) and
+    the bind buckets from one set of BPF iterators, read inside each namespace; owners
+    from the task-file iterator; nothing duplicated with pidfd_getfd."""
+    scenes = {path: _kernel_scene(cleanup, path) for path in (netns.path, unshared.path)}
+    keys = {(os.stat(p).st_dev, os.stat(p).st_ino) for p in scenes}
+    with MultiCollector(only=keys) as multi:
+        snap = multi.snapshot()
+        assert multi._options is not None and multi._options.read_count == 0
+        assert multi._owners is not None and multi._owners.fd_source is not None
+        assert multi._task_files is not None and multi._task_files.unavailable is None
+        again = multi.snapshot()  # a warm refresh reads the same
+    groups = by_ns(snap)
+    assert {r.netns.inode for r in again.sockets} == set(groups)
+    for path, (h, lst, _client) in scenes.items():
+        ino = os.stat(path).st_ino
+        mine = [r for r in groups[ino] if PORT in (r.local_port, r.peer_port)]
+        listen = [r for r in mine if r.state == "LISTEN"]
+        waiting = [r for r in mine if r.state == "TIME-WAIT"]
+        assert len(listen) == 1 and len(waiting) == 1, [(r.state, r.local_port, r.peer_port) for r in mine]
+        assert (listen[0].reuseaddr, listen[0].reuseport) == (True, False)
+        assert (waiting[0].reuseaddr, waiting[0].reuseport) == (False, True)  # kept from its socket
+        for r in (listen[0], waiting[0]):
+            assert dict(r.option_source or {}) == {"reuseaddr": "kernel", "reuseport": "kernel"}
+        assert [o.pid for o in listen[0].owners] == [h.pid] and listen[0].inode == h.inode(lst)
+        assert listen[0].bind_bucket is not None and listen[0].bind_bucket.port == PORT
+        view = snap.namespaces[ino]
+        assert view.tcp_buckets is not None and PORT in view.tcp_buckets
+        # The same answers as a collector of that namespace alone.
+        with Collector(netns=path) as one:
+            alone = {r.cookie: (r.reuseaddr, r.reuseport, dict(r.option_source or {}), [o.pid for o in r.owners])
+                     for r in one.snapshot().sockets}
+        assert {r.cookie: (r.reuseaddr, r.reuseport, dict(r.option_source or {}), [o.pid for o in r.owners])
+                for r in groups[ino]} == alone
+
+
+def test_all_netns_without_bpf_reads_with_pidfd_and_says_time_wait_is_unknown(netns, cleanup):
+    _kernel_scene(cleanup, netns.path)
+
+    def rows(*extra: str) -> dict[str, dict]:
+        out = cli("list", "--json", "--all-netns", *extra)
+        assert out.returncode == 0, out.stderr
+        mine = [r for r in json.loads(out.stdout)
+                if r["netns"]["name"] == netns.name and PORT in (r["local_port"], r["peer_port"])]
+        return {r["state"]: r for r in mine if r["state"] in ("LISTEN", "TIME-WAIT")}
+
+    without = rows("--no-bpf")
+    assert without["LISTEN"]["reuseaddr"] is True
+    assert without["LISTEN"]["option_source"] == {"reuseaddr": "read", "reuseport": "read"}
+    assert without["TIME-WAIT"]["reuseport"] is None and without["TIME-WAIT"]["option_source"] == {}
+    with_bpf = rows()
+    assert {k: (r["reuseaddr"], r["reuseport"], r["option_source"]["reuseaddr"]) for k, r in with_bpf.items()} == {
+        "LISTEN": (True, False, "kernel"), "TIME-WAIT": (False, True, "kernel")}

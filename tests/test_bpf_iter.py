@@ -268,7 +268,7 @@ def _flags_of(port: int, drop_to: int | None = None, seccomp: bool = False, use_
             become(drop_to)
         with Collector(use_bpf=use_bpf) as collector:
             snaps = [collector.snapshot() for _ in range(3)]
-            loads = collector._kernel._tried if collector._kernel else None
+            loads = collector._kernel._loader._tried if collector._kernel else None
         rec = [x for x in snaps[-1].sockets if x.local_port == port][0]
         return (rec.reuseaddr, rec.reuseport, dict(rec.option_source or {}), [s.limitation for s in snaps],
                 snaps[-1].tcp_buckets, loads)

@@ -121,7 +121,7 @@ def take_snapshot(args: argparse.Namespace, states=None, protos=("tcp", "udp"), 
             raise UsageError("--netns and --all-netns exclude each other")
         from sockscope.collectors.multi import MultiCollector
 
-        with MultiCollector(method=args.collector) as multi:
+        with MultiCollector(method=args.collector, one_shot=True, use_bpf=not getattr(args, "no_bpf", False)) as multi:
             snap = multi.snapshot(states=states, protos=protos, port=port)
         if left_for_exit is not None:
             left_for_exit.append(snap)

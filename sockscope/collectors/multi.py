@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from sockscope.model import HostFacts, NetnsView, Snapshot, SocketRecord
 from sockscope.sanitize import host_text
 
+from .bpf import kernel_options
+from .bpf.task_files import TaskFileOwners
 from .containers import RuntimeRoots
 from .gcpause import gc_paused
 from .namespaces import Discovery, Namespace
@@ -40,15 +42,29 @@ class MultiCollector:
         discovery: Discovery | None = None,
         roots: RuntimeRoots | None = None,
         only: set[tuple[int, int]] | None = None,
+        one_shot: bool = False,
+        use_bpf: bool = True,
     ) -> None:
-        """`only`: watch just these (dev, inode) namespaces (None: every one)."""
+        """`only`: watch just these (dev, inode) namespaces (None: every one). `one_shot`:
+        one snapshot (a one-shot command): the namespaces' decoders keep nothing for a
+        warm refresh (Collector). `use_bpf`: flags, buckets and owners from the BPF
+        iterators, loaded once for every namespace (pidfd_getfd and the /proc scan for
+        what they do not cover, or without BPF)."""
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
         self.method = method
+        self.one_shot = one_shot
         self.discovery = discovery or Discovery(roots=roots)
         self.only = only
         self._owners = OwnerIndex() if resolve_owners else None
         self._options = OptionReader() if read_options else None
+        # One set of socket iterators for every namespace (each read walks the namespace
+        # the reading thread is in), and owners from one task-file iterator read.
+        self._iterators = kernel_options.IteratorLoader() if read_options and use_bpf else None
+        self._task_files: TaskFileOwners | None = None
+        if self._owners is not None and use_bpf:
+            self._task_files = TaskFileOwners()
+            self._owners.fd_source = self._task_files
         self._children: dict[tuple[int, int], tuple[Namespace, Collector]] = {}
         # (kind, name) -> the namespace it named, for `ip netns` names and containers: the
         # same name on a new namespace means it was deleted and re-created (or restarted)
@@ -68,6 +84,10 @@ class MultiCollector:
         for _ns, child in self._children.values():
             child.close()
         self._children.clear()
+        if self._iterators is not None:
+            self._iterators.close()
+        if self._task_files is not None:
+            self._task_files.close()
 
     def discover_keys(self) -> frozenset[tuple[int, int]]:
         """The namespaces a snapshot would read now: one discovery pass, nothing opened."""
@@ -150,6 +170,8 @@ class MultiCollector:
                 read_options=False,
                 resolve_owners=False,
                 follow_name=False,
+                one_shot=self.one_shot,
+                iterators=self._iterators,
             )
         except CollectorError:
             return None  # gone between discovery and opening

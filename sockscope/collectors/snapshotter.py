@@ -44,6 +44,7 @@ class Collector:
         use_bpf: bool = True,
         follow_name: bool = True,
         one_shot: bool = False,
+        iterators: kernel_options.IteratorLoader | None = None,
     ) -> None:
         """`netns`: an `ip netns` name or a path to a namespace file (None: our own).
         The namespace is opened once and always entered by that descriptor, so its
@@ -51,7 +52,10 @@ class Collector:
         still leads to it: a deleted name is an error, a re-created one is re-entered and
         announced in `limitation` (and `notice`). MultiCollector passes False: it follows
         namespaces by discovery instead. `one_shot`: the collector takes one snapshot (a
-        one-shot command), so the decoder keeps nothing for a warm refresh."""
+        one-shot command), so the decoder keeps nothing for a warm refresh. `iterators`:
+        BPF iterators shared with other namespaces (MultiCollector, whose namespaces read
+        no options themselves: read_options=False); their flags and buckets are read in
+        this namespace all the same."""
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
         self.netns = netns
@@ -65,7 +69,10 @@ class Collector:
         self._options = OptionReader() if read_options else None
         # BPF iterators: options of every socket (TIME-WAIT included) and the TCP bind
         # buckets, without a descriptor. Loaded once, on the first snapshot.
-        self._kernel = kernel_options.KernelOptions() if read_options and use_bpf else None
+        self._kernel = (
+            kernel_options.KernelOptions(loader=iterators)
+            if use_bpf and (read_options or iterators is not None) else None
+        )
         self._task_files: TaskFileOwners | None = None
         if self._owners is not None and use_bpf:
             # Owners from the BPF task-file iterator; the /proc/*/fd scan when unavailable.

@@ -38,14 +38,45 @@ KERNEL = "kernel"
 REREAD_AFTER = 5.0
 
 
-class KernelOptions:
+class IteratorLoader:
+    """The socket iterators (programs loaded, or pinned links found), opened on first use
+    and shared: an iterator walks the namespace of the thread that creates it, so one set
+    of links serves every namespace (MultiCollector gives one loader to all its
+    namespaces' KernelOptions). A refusal is remembered and not retried."""
+
     def __init__(self, pin_dir: str = PIN_DIR, allow_load: bool = True) -> None:
         self.pin_dir = pin_dir
         self.allow_load = allow_load
         self._its: SocketIterators | None = None
         self._tried = False
-        # Why the iterators cannot be used at all (one sentence), set on the first read.
-        self.unavailable: str | None = None
+        self.unavailable: str | None = None  # why they cannot be used at all (one sentence)
+
+    def get(self) -> SocketIterators | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                self._its = SocketIterators.open(pin_dir=self.pin_dir, allow_load=self.allow_load)
+            except BpfUnavailable as exc:
+                self.unavailable = str(exc)
+        return self._its
+
+    @property
+    def iterators(self) -> SocketIterators | None:
+        return self._its
+
+    def close(self) -> None:
+        if self._its is not None:
+            self._its.close()
+            self._its = None
+        self._tried = False
+
+
+class KernelOptions:
+    def __init__(self, pin_dir: str = PIN_DIR, allow_load: bool = True, loader: IteratorLoader | None = None) -> None:
+        """One namespace's reads. `loader`: iterators shared with other namespaces (not
+        closed by close()); None: this instance loads and closes its own."""
+        self._own_loader = loader is None
+        self._loader = loader if loader is not None else IteratorLoader(pin_dir, allow_load)
         self.last_error: str | None = None  # a read that failed this refresh
         self._last: dict[str, Table] | None = None
         self._last_at = 0.0
@@ -67,7 +98,12 @@ class KernelOptions:
 
     @property
     def iterators(self) -> SocketIterators | None:
-        return self._its
+        return self._loader.iterators
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the iterators cannot be used at all (one sentence), known after a read."""
+        return self._loader.unavailable
 
     def read(self, protos: Iterable[str], records: Sequence[SocketRecord] | None = None,
              now: float | None = None, complete: bool = True,
@@ -81,13 +117,7 @@ class KernelOptions:
         each of which shows in the dump as a new cookie or a new state. `complete` is False
         when `records` holds only some states (the TUI's listening-only refresh): they are
         then checked against what the last full dump saw."""
-        if not self._tried:
-            self._tried = True
-            try:
-                self._its = SocketIterators.open(pin_dir=self.pin_dir, allow_load=self.allow_load)
-            except BpfUnavailable as exc:
-                self.unavailable = str(exc)
-        its = self._its
+        its = self._loader.get()
         self.last_error = None
         out: dict[str, Table] = {}
         if its is None:
@@ -171,7 +201,8 @@ class KernelOptions:
             return self.unavailable
         if self.last_error:
             return self.last_error
-        return self._its.note if self._its is not None else None
+        its = self._loader.iterators
+        return its.note if its is not None else None
 
     def close(self) -> None:
         self._last = None
@@ -181,9 +212,8 @@ class KernelOptions:
         self.apply_memo.reset()
         self._udp_count = None
         self._records = None
-        if self._its is not None:
-            self._its.close()
-            self._its = None
+        if self._own_loader:
+            self._loader.close()
 
 
 _cookie_of = attrgetter("cookie")
