@@ -184,3 +184,47 @@ def test_all_netns_exports_every_namespace_with_its_label(netns, holders, tmp_pa
         finally:
             held.kill()
             held.wait(timeout=10)
+
+
+def test_namespaces_share_one_set_of_bpf_programs(netns, holders, monkeypatch):
+    """Every target's Collector reads flags and buckets with the same loaded iterators
+    (opened once) and owners with the same task-file iterator, each in its namespace."""
+    from kit import Holder, Netns
+
+    from sockscope.collectors.bpf import iterators as its_mod
+    from sockscope.exporter.runner import ExporterRunner
+
+    opened: list[object] = []
+    real_open = its_mod.SocketIterators.open.__func__  # type: ignore[attr-defined]
+
+    def counting_open(cls, *a, **kw):
+        got = real_open(cls, *a, **kw)
+        opened.append(got)
+        return got
+
+    monkeypatch.setattr(its_mod.SocketIterators, "open", classmethod(counting_open))
+    with Netns() as second:
+        h2 = Holder(second)
+        try:
+            for h, port in ((holders(0), 7821), (h2, 7822)):
+                s = h.socket("tcp", 4, reuseaddr=True)
+                assert h.bind(s, "127.0.0.1", port) is None and h.listen(s) is None
+            runner = ExporterRunner(lambda: [(netns.name, "a"), (second.name, "b")], interval=60)
+            try:
+                runner.collect_once()
+                runner.collect_once()
+                targets = list(runner._targets.values())
+                assert len(targets) == 2 and len(opened) == 1
+                for t, port in zip(targets, (7821, 7822)):
+                    c = t.collector
+                    assert c._kernel._loader is runner._iterators and c._task_files is None
+                    assert c._owners.fd_source is runner._task_files
+                    snap = c.snapshot()
+                    rec = [r for r in snap.sockets if r.local_port == port][0]
+                    assert rec.reuseaddr is True and dict(rec.option_source or {})["reuseaddr"] == "kernel"
+                    assert rec.owners
+            finally:
+                runner.close()
+            assert runner._iterators.iterators is None  # closed with the runner, once
+        finally:
+            h2.stop()

@@ -45,6 +45,7 @@ class Collector:
         follow_name: bool = True,
         one_shot: bool = False,
         iterators: kernel_options.IteratorLoader | None = None,
+        task_files: TaskFileOwners | None = None,
     ) -> None:
         """`netns`: an `ip netns` name or a path to a namespace file (None: our own).
         The namespace is opened once and always entered by that descriptor, so its
@@ -55,7 +56,8 @@ class Collector:
         one-shot command), so the decoder keeps nothing for a warm refresh. `iterators`:
         BPF iterators shared with other namespaces (MultiCollector, whose namespaces read
         no options themselves: read_options=False); their flags and buckets are read in
-        this namespace all the same."""
+        this namespace all the same. `task_files`: the task-file iterator shared with other
+        collectors (the exporter's namespaces); neither shared object is closed here."""
         if method not in ("auto", "sockdiag", "procfs"):
             raise ValueError(f"unknown collector {method!r}: choose auto, sockdiag or procfs")
         self.netns = netns
@@ -73,11 +75,12 @@ class Collector:
             kernel_options.KernelOptions(loader=iterators)
             if use_bpf and (read_options or iterators is not None) else None
         )
-        self._task_files: TaskFileOwners | None = None
+        self._task_files: TaskFileOwners | None = None  # this collector's own, closed with it
         if self._owners is not None and use_bpf:
             # Owners from the BPF task-file iterator; the /proc/*/fd scan when unavailable.
-            self._task_files = TaskFileOwners()
-            self._owners.fd_source = self._task_files
+            if task_files is None:
+                self._task_files = task_files = TaskFileOwners()
+            self._owners.fd_source = task_files
         self.last_kernel: dict | None = None  # what the BPF iterators read in the last collect_raw()
         self.ports_seen: frozenset[tuple[str, int]] | None = None  # collect_raw(port=...): ports in use
         self._facts: HostFacts | None = None

@@ -23,6 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from sockscope.collectors.signal_inputs import SignalInputReader
+from sockscope.collectors.bpf.kernel_options import IteratorLoader
+from sockscope.collectors.bpf.task_files import TaskFileOwners
 from sockscope.collectors.snapshotter import Collector
 from sockscope.signals import Observation, SignalTracker
 from sockscope.signals.reuseport import member_pids
@@ -82,8 +84,15 @@ class ExporterRunner:
         self.method = method
         self.textfile = textfile
         self.on_cycle = on_cycle
-        # what reads a namespace: a Collector (tests pass one that returns a fixed snapshot)
-        self.make_collector = make_collector or (lambda name: Collector(netns=name, method=method))  # type: ignore[arg-type]
+        # What reads a namespace: a Collector (tests pass one that returns a fixed snapshot).
+        # Every namespace's Collector shares one set of BPF programs: the socket iterators
+        # (each read walks the namespace it is made in) and the task-file iterator; with
+        # `--all-netns` on a container host that is 3 programs, not 3 per namespace.
+        self._iterators = IteratorLoader()
+        self._task_files = TaskFileOwners()
+        self.make_collector = make_collector or (
+            lambda name: Collector(netns=name, method=method, iterators=self._iterators,  # type: ignore[arg-type]
+                                   task_files=self._task_files))
         self._targets: dict[TargetSpec, Target] = {}
         self._families: list[Family] = []
         self._lock = threading.Lock()
@@ -180,6 +189,8 @@ class ExporterRunner:
             if t.collector is not None:
                 t.collector.close()
         self._targets.clear()
+        self._iterators.close()
+        self._task_files.close()
 
     # ---------------------------------------------------------------- output
 
