@@ -91,15 +91,29 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
+    if sys.stdout is None:  # started with stdout closed (`sockscope list >&-`)
+        print(f"sockscope {args.command}: cannot write the output: standard output is closed", file=sys.stderr)
+        return 1
+    if args.command not in ONE_SHOT or not gc.isenabled():
+        return _run(args)
+    from . import common
+
+    # Off for the command, and back on for a caller that goes on (tests call main()); not
+    # for the `sockscope` command (entry), which exits next: turned on with 600,000 objects
+    # allocated meanwhile, the collector could walk them all before the exit.
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if common.left_for_exit is None:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from sockscope.sanitize import terminal_text
 
     from .common import OutputError
 
-    if args.command in ONE_SHOT:
-        gc.disable()
-    if sys.stdout is None:  # started with stdout closed (`sockscope list >&-`)
-        print(f"sockscope {args.command}: cannot write the output: standard output is closed", file=sys.stderr)
-        return 1
     try:
         status = int(args._module.run(args) or 0)
         sys.stdout.flush()

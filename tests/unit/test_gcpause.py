@@ -77,3 +77,22 @@ def test_nested_pauses_settle_once_and_without_freezing_nothing_is_frozen() -> N
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_one_shot_command_called_in_process_leaves_the_collector_on(capsys):
+    from sockscope.cli import main
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        main(["list", "--collector", "procfs", "-p", "1"])
+        assert gc.isenabled()
+        gc.disable()
+        main(["list", "--collector", "procfs", "-p", "1"])
+        assert not gc.isenabled()  # a caller's own choice is left alone
+    finally:
+        if was:
+            gc.enable()
+        else:
+            gc.disable()
+    capsys.readouterr()
