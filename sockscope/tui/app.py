@@ -8,6 +8,7 @@ the UI thread, which only swaps finished views into the tables (`apply_views`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import sys
@@ -40,6 +41,10 @@ from .widgets import FilterBar, SocketTable, StatsHeader
 from .widgets.stats_header import seconds
 from .signals_worker import SignalsWorker, collector_inputs
 from .widgets.signals_pane import SignalsPane, worst_text
+
+# What a worker message or a tick does while the app shuts down, when the widgets it would
+# update are gone (see on_views_ready): nothing. suppress() is reentrant, so one serves all.
+WIDGETS_GONE = contextlib.suppress(NoMatches)
 
 
 class SockscopeApp(App[int]):
@@ -145,26 +150,23 @@ class SockscopeApp(App[int]):
     def _deliver_error(self, error: str) -> None:  # any thread
         self.post_message(CollectorFailed(error))
 
-    # Messages from the worker threads can arrive while the app shuts down (`q` pressed as
-    # a refresh is delivered), when the screen's widgets are already gone: then they are
-    # dropped, as on_signals_ready does, rather than ending the session with a crash.
+    # Messages from the worker threads, and the one-second tick, can arrive while the app
+    # shuts down (`q` pressed as a refresh is delivered), when the screen's widgets are
+    # already gone: what they would show is dropped (WIDGETS_GONE) rather than ending the
+    # session with a crash.
 
     def on_views_ready(self, message: ViewsReady) -> None:
-        try:
+        with WIDGETS_GONE:
             self.apply_views(message.views)
-        except NoMatches:  # arrived while the app shuts down
-            pass
 
     def on_collector_failed(self, message: CollectorFailed) -> None:
         self.error = message.error
         if self.error_since is None:
             self.error_since = self.clock()
         self.error_seq = self.views.frame.seq if self.views is not None else -1
-        try:
+        with WIDGETS_GONE:
             self._show_stale()
             self._update_header()
-        except NoMatches:  # arrived while the app shuts down
-            pass
 
     def _show_stale(self) -> None:
         """A failed collection gets its own line, above the panes, so that it is readable
@@ -217,27 +219,22 @@ class SockscopeApp(App[int]):
         if message.report is None:  # the worker failed on this frame (said in the header)
             return
         self.signals_report = message.report
-        try:
-            pane = self.query_one("#signals-pane", SignalsPane)
-        except NoMatches:  # arrived while the app shuts down
-            return
-        pane.show(message.report)  # type: ignore[arg-type]
-        counts = message.report.counts()  # type: ignore[attr-defined]
-        marks = " ".join(f"{counts[s]}{m}" for s, m in (("critical", "!"), ("warning", "⚠")) if counts[s])
-        label = f"5 Signals {marks}".rstrip()
-        tab = self.query_one("#panes", TabbedContent).get_tab("signals")
-        if str(tab.label) != label:
-            tab.label = label
-        self._update_header()
+        with WIDGETS_GONE:
+            self.query_one("#signals-pane", SignalsPane).show(message.report)  # type: ignore[arg-type]
+            counts = message.report.counts()  # type: ignore[attr-defined]
+            marks = " ".join(f"{counts[s]}{m}" for s, m in (("critical", "!"), ("warning", "⚠")) if counts[s])
+            label = f"5 Signals {marks}".rstrip()
+            tab = self.query_one("#panes", TabbedContent).get_tab("signals")
+            if str(tab.label) != label:
+                tab.label = label
+            self._update_header()
 
     def _tick(self) -> None:
         """Once a second: timers count down and new-row marks fade (visible rows only)."""
-        try:
+        with WIDGETS_GONE:
             self.table().refresh()
             if self.poller.stats is not self._shown_stats and self.views is not None:
                 self._update_header()  # the poller's cost changes on idle ticks too (no new views)
-        except NoMatches:  # a tick while the app shuts down
-            pass
 
     # ------------------------------------------------------------ header, tabs
 
@@ -372,15 +369,13 @@ class SockscopeApp(App[int]):
         commands)."""
         if self.current_pane != pane:
             return
-        try:
+        with WIDGETS_GONE:
             if self.focused is self.query_one("#filter-bar", FilterBar).input:
                 return
             if pane == "signals":
                 self.query_one("#signals-pane", SignalsPane).focus_table()
             else:
                 self.table(pane).focus()
-        except NoMatches:  # the app is shutting down
-            pass
 
     def action_signals(self) -> None:
         self.query_one("#panes", TabbedContent).active = "signals"
@@ -562,10 +557,8 @@ class SockscopeApp(App[int]):
                                          uid=like.uid if like is not None else os.getuid(), like=like))
 
     def on_blockers_found(self, message: BlockersFound) -> None:
-        try:
+        with WIDGETS_GONE:
             self.set_blockers(message.blockers, message.text)
-        except NoMatches:  # arrived while the app shuts down
-            pass
 
     def action_free_port(self) -> None:
         from .screens import FreePortScreen
