@@ -9,7 +9,7 @@ three more copies (~120 MB of a cold `list --json`'s peak RSS)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from sockscope.model import NetnsRef, Owner, SocketRecord
 
@@ -51,7 +51,7 @@ def json_chunks(records: Iterable[SocketRecord]) -> Iterator[str]:
     owner_tails: dict[tuple[str, str | None], str] = {}
     netns_cache: dict[NetnsRef, str] = {}
     sources: dict[tuple[tuple[str, str], ...], str] = {}
-    by_id: dict[int, str] = {}
+    by_id: dict[int, tuple[Mapping[str, str], str]] = {}
     out: list[str] = []
     b = _BOOL
     sep = "["  # what comes before the next piece
@@ -100,15 +100,19 @@ def json_chunks(records: Iterable[SocketRecord]) -> Iterator[str]:
                 )
         src = r.option_source
         if src:
-            # By the dict's identity first: records alive for this call keep their dicts
-            # (and ids) alive, and sockets decoded together often share one.
-            src_s = by_id.get(id(src))
-            if src_s is None:
+            # By the mapping's identity first: records share one per distinct content
+            # (model.with_sources). The entry holds the mapping, so its id cannot be
+            # reused by another while cached (records may come from a generator).
+            hit = by_id.get(id(src))
+            if hit is not None and hit[0] is src:
+                src_s = hit[1]
+            else:
                 skey = tuple(src.items())
-                src_s = sources.get(skey)
-                if src_s is None:
-                    src_s = sources[skey] = _dumps(src, separators=(",", ":"))
-                by_id[id(src)] = src_s
+                known = sources.get(skey)
+                if known is None:
+                    known = sources[skey] = _dumps(src, separators=(",", ":"))
+                src_s = known
+                by_id[id(src)] = (src, src_s)
         else:
             src_s = "{}"
         # Two f-strings: one of more than 30 parts compiles to "".join([...]) instead of

@@ -60,3 +60,14 @@ def test_shared_option_sources_print_as_their_own_dicts_would():
     ]
     assert records_to_json(recs) == json.dumps([r.to_json() for r in recs], separators=(",", ":"))
     assert list(recs[0].option_source or {}) == ["v6only", "reuseaddr", "reuseport"]
+
+
+def test_records_made_on_the_fly_with_their_own_mappings_print_their_own_sources():
+    kinds = ({"reuseaddr": "read", "reuseport": "read"}, {"v6only": "diag"}, {"reuseaddr": "kernel"})
+
+    def made():
+        for i in range(200):  # each record and its mapping dropped once printed: ids reused
+            yield SocketRecord("tcp", 6, "LISTEN", "::", i, "::", 0, 0, i, i, option_source=dict(kinds[i % 3]))
+
+    rows = json.loads(records_to_json(made()))
+    assert [r["option_source"] for r in rows] == [kinds[i % 3] for i in range(200)]

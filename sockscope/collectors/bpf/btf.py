@@ -307,14 +307,15 @@ _CACHE_MAX = 2  # the running kernel's blob, and one more (tests)
 
 
 # path -> (the file's identity when parsed, the parse). The socket and task-file iterators
-# both load the kernel's BTF in one command: the second load is a stat, not a 5 MB read
-# and hash (~10 ms). The running kernel's file never changes; a changed identity (a test's
-# rewritten file) is read again.
+# both load the kernel's BTF in one command: the second load is a stat, not a second 5 MB
+# read and hash (with the first one's hash, ~16 ms). The running kernel's file never
+# changes; a changed identity (a test's rewritten file) is read again.
 _BY_PATH: dict[str, tuple[tuple[int, int, int, int], Btf]] = {}
 
 
 def load(path: str = VMLINUX) -> Btf:
-    """Parse the BTF at `path`, reusing an earlier parse of the same file. Raises OSError when it cannot be read and BtfError when it is malformed."""
+    """Parse the BTF at `path`, reusing an earlier parse of the same file. Raises OSError
+    when it cannot be read and BtfError when it is malformed."""
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
