@@ -268,8 +268,10 @@ def with_sources(prior: Mapping[str, str] | None, reuse: str | None, v6only: str
     if found is None:
         if len(_SHARED_SOURCES) >= MAX_SHARED_SOURCES:
             return merged
-        found = _SHARED_SOURCES[items] = merged
-        _SHARED_IDS.add(id(merged))
+        # setdefault: two threads making the same content share the first one's (a dict
+        # that lost the race must not leave its id among the shared ones)
+        found = _SHARED_SOURCES.setdefault(items, merged)
+        _SHARED_IDS.add(id(found))
     if shared and len(_SOURCE_STEPS) < 4 * MAX_SHARED_SOURCES:
         _SOURCE_STEPS[step] = found
     return found

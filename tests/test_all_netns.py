@@ -233,6 +233,31 @@ def test_bad_netns_specs_are_one_line_and_status_2(spec, message):
     assert r.returncode == 2 and "exclude" in r.stderr
 
 
+def test_a_recreated_namespace_is_read_with_the_bpf_iterators_again(cleanup):
+    """Re-entering a re-created namespace closes the collector's own iterators; they are
+    loaded again, not left closed (flags silently from pidfd_getfd, TIME-WAIT unknown)."""
+    ns = Netns()
+    ns.__enter__()
+    cleanup.append(ns.delete)
+    h = Holder(ns)
+    cleanup.append(h.stop)
+    listener(h, port=PORT)
+    with Collector(netns=ns.name) as c:
+        first = [r for r in c.snapshot().sockets if r.local_port == PORT][0]
+        assert dict(first.option_source or {})["reuseaddr"] == "kernel"
+        h.stop()
+        ns.delete()
+        ns.__enter__()
+        _h, _lst, _client = _kernel_scene(cleanup, ns.path)
+        snap = c.snapshot()
+        assert snap.limitation and "re-created" in snap.limitation
+        got = {r.state: (r.reuseaddr, r.reuseport, dict(r.option_source or {}).get("reuseaddr"))
+               for r in snap.sockets if PORT in (r.local_port, r.peer_port)}
+        assert got == {"LISTEN": (True, False, "kernel"), "TIME-WAIT": (False, True, "kernel")}, got
+        assert [o.pid for r in snap.sockets if r.state == "LISTEN" for o in r.owners] == [_h.pid]
+        assert c._task_files is not None and c._task_files.unavailable is None
+
+
 def test_recreated_namespace_is_detected_and_reentered(cleanup):
     ns = Netns()
     ns.__enter__()

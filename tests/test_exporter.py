@@ -223,6 +223,13 @@ def test_namespaces_share_one_set_of_bpf_programs(netns, holders, monkeypatch):
                     rec = [r for r in snap.sockets if r.local_port == port][0]
                     assert rec.reuseaddr is True and dict(rec.option_source or {})["reuseaddr"] == "kernel"
                     assert rec.owners
+                # One namespace's collector closed (its namespace gone): the others read on
+                # with the same programs, which stay open.
+                targets[0].collector.close()
+                rec = [r for r in targets[1].collector.snapshot().sockets if r.local_port == 7822][0]
+                assert dict(rec.option_source or {})["reuseaddr"] == "kernel" and rec.owners
+                assert runner._iterators.iterators is not None and len(opened) == 1
+                assert runner._task_files.unavailable is None
             finally:
                 runner.close()
             assert runner._iterators.iterators is None  # closed with the runner, once

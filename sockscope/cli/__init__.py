@@ -71,11 +71,16 @@ def entry() -> NoReturn:
     from . import common
 
     common.left_for_exit = []
-    status = main()
-    if common.left_for_exit:
+    try:
+        status = main()
+        kept = bool(common.left_for_exit)
+    finally:
+        common.left_for_exit = None  # nothing kept for a caller that goes on (tests)
+    if kept:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: started with that descriptor closed
+                    stream.flush()
         except (OSError, ValueError):
             raise SystemExit(status) from None
         os._exit(status)

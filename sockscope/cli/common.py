@@ -51,6 +51,8 @@ def write_json_chunks(chunks: Iterable[str]) -> None:
 
 def warn(text: str) -> None:
     """One line on standard error, through the terminal guard (it may quote host strings)."""
+    if sys.stderr is None:  # started with stderr closed: print() would write to stdout
+        return
     try:
         print(f"sockscope: {terminal_text(text)}", file=sys.stderr)
     except OSError:

@@ -42,7 +42,9 @@ class IteratorLoader:
     """The socket iterators (programs loaded, or pinned links found), opened on first use
     and shared: an iterator walks the namespace of the thread that creates it, so one set
     of links serves every namespace (MultiCollector gives one loader to all its
-    namespaces' KernelOptions). A refusal is remembered and not retried."""
+    namespaces' KernelOptions). A refusal is remembered and not retried until close(),
+    which releases the links: a later get() opens them again (a Collector closes its own
+    loader when its namespace was re-created, then reads on)."""
 
     def __init__(self, pin_dir: str = PIN_DIR, allow_load: bool = True) -> None:
         self.pin_dir = pin_dir
@@ -69,6 +71,7 @@ class IteratorLoader:
             self._its.close()
             self._its = None
         self._tried = False
+        self.unavailable = None
 
 
 class KernelOptions:

@@ -110,7 +110,9 @@ class TaskFiles:
 class TaskFileOwners:
     """The fd source owners.OwnerIndex calls instead of scanning /proc/*/fd (the index
     makes the owners from it): one iterator read, or None (then the /proc scan runs).
-    The iterator is loaded on first use; a refusal is remembered and not retried."""
+    The iterator is loaded on first use; a refusal or a failed read is remembered and not
+    retried until close(), which releases it: a later call loads it again (a Collector
+    closes its own when its namespace was re-created, then reads on)."""
 
     def __init__(self) -> None:
         self._files: TaskFiles | None = None
@@ -132,10 +134,15 @@ class TaskFileOwners:
             return self._files.read()
         except (OSError, BpfUnavailable) as exc:
             self.unavailable = f"the BPF task-file iterator failed: {exc}"
-            self.close()
+            self._release()
             return None
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._files is not None:
             self._files.close()
             self._files = None
+
+    def close(self) -> None:
+        self._release()
+        self._tried = False
+        self.unavailable = None
