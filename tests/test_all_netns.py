@@ -233,15 +233,22 @@ def test_bad_netns_specs_are_one_line_and_status_2(spec, message):
     assert r.returncode == 2 and "exclude" in r.stderr
 
 
-def test_a_recreated_namespace_is_read_with_the_bpf_iterators_again(cleanup):
-    """Re-entering a re-created namespace closes the collector's own iterators; they are
-    loaded again, not left closed (flags silently from pidfd_getfd, TIME-WAIT unknown)."""
+def _named_with_listener(cleanup: list) -> tuple[Netns, Holder]:
+    """An `ip netns` namespace the test deletes and re-creates itself (not the fixture's),
+    with a holder listening on PORT."""
     ns = Netns()
     ns.__enter__()
     cleanup.append(ns.delete)
     h = Holder(ns)
     cleanup.append(h.stop)
     listener(h, port=PORT)
+    return ns, h
+
+
+def test_a_recreated_namespace_is_read_with_the_bpf_iterators_again(cleanup):
+    """Re-entering a re-created namespace closes the collector's own iterators; they are
+    loaded again, not left closed (flags silently from pidfd_getfd, TIME-WAIT unknown)."""
+    ns, h = _named_with_listener(cleanup)
     with Collector(netns=ns.name) as c:
         first = [r for r in c.snapshot().sockets if r.local_port == PORT][0]
         assert dict(first.option_source or {})["reuseaddr"] == "kernel"
@@ -259,12 +266,7 @@ def test_a_recreated_namespace_is_read_with_the_bpf_iterators_again(cleanup):
 
 
 def test_recreated_namespace_is_detected_and_reentered(cleanup):
-    ns = Netns()
-    ns.__enter__()
-    cleanup.append(ns.delete)
-    h = Holder(ns)
-    cleanup.append(h.stop)
-    listener(h, port=PORT)
+    ns, h = _named_with_listener(cleanup)
     with Collector(netns=ns.name) as c, MultiCollector() as multi:
         first = c.snapshot()
         multi.snapshot()
