@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable
+from itertools import chain
 
 from sockscope.sanitize import terminal_text
 
@@ -24,24 +25,21 @@ def write_out(text: str, *, raw: bool = False) -> None:
     should already have passed `host_text()`; this catches any that did not); `raw` is for
     JSON, which escapes every control character itself. A broken pipe propagates (the
     reader left: a quiet exit); other write errors become OutputError."""
-    try:
-        sys.stdout.write(text if raw else terminal_text(text))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise OutputError(exc.strerror or str(exc)) from None
+    _write_pieces((text if raw else terminal_text(text),))
 
 
 def write_json_chunks(chunks: Iterable[str]) -> None:
     """Write JSON text piece by piece (serialize.json_chunks), then a newline: the pieces
     are never joined into one string, nor encoded into one bytes object. Errors as
     write_out's."""
+    _write_pieces(chain(chunks, ("\n",)))
+
+
+def _write_pieces(pieces: Iterable[str]) -> None:
     try:
         write = sys.stdout.write
-        for chunk in chunks:
-            write(chunk)
-        write("\n")
+        for piece in pieces:
+            write(piece)
         sys.stdout.flush()
     except BrokenPipeError:
         raise
