@@ -247,7 +247,10 @@ def main() -> int:
     args = p.parse_args()
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: no namespace left behind
+        # SIGTERM cleans up like Ctrl-C: no namespace left behind. A second one (`pkill -f`
+        # signals a `timeout` wrapper too, which passes it on) must not cut the cleanup short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     with Fixture(n=args.sockets) as fx:
